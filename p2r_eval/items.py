@@ -1,0 +1,42 @@
+"""The unit of evaluation: one benchmark question, independent of its source format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ANSWER_TYPES = ("multiple choice", "numerical", "regression", "OCR", "free-form", "open-ended")
+MEDIA_TYPES = ("video", "frames", "image", "none")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question of a benchmark.
+
+    ``question`` is the bare question text (options not included); ``options`` the option
+    strings as the benchmark writes them (e.g. ``"A. left"``); ``answer`` the reference answer
+    (a letter for multiple choice). ``solution`` is the reference in Video-R1's
+    ``<answer>…</answer>`` form, which the Video-R1 protocol extracts like a model output.
+    ``media`` is the resolved path of the video (or frame folder, or image), ``None`` for
+    text-only items. ``meta`` holds the category fields used for breakdowns.
+    """
+
+    task: str
+    id: str
+    question: str
+    options: tuple[str, ...]
+    answer: str
+    answer_type: str
+    media: Path | None
+    media_type: str = "video"
+    solution: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.answer_type not in ANSWER_TYPES:
+            raise ValueError(f"{self.task}/{self.id}: unknown answer type {self.answer_type!r}")
+        if self.media_type not in MEDIA_TYPES:
+            raise ValueError(f"{self.task}/{self.id}: unknown media type {self.media_type!r}")
+        if not self.solution:
+            object.__setattr__(self, "solution", f"<answer>{self.answer}</answer>")

@@ -1,0 +1,67 @@
+"""The one small interface every model backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """Generation settings, recorded in every results file.
+
+    The default is greedy decoding with Video-R1's 1024 new tokens. Video-R1's own vLLM runs
+    used temperature 0.1 and top_p 0.001, which is greedy in all but name.
+    """
+
+    max_new_tokens: int = 1024
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation request: a user turn made of optional visual input then ``prompt``.
+
+    ``frames`` is a uint8 array (T, H, W, 3) of already sampled video frames; ``fps`` the
+    rate those frames represent (used by Qwen2.5-VL's temporal position ids); ``image`` a
+    uint8 array (H, W, 3). ``system`` is an optional system prompt.
+    """
+
+    task: str
+    item_id: str
+    prompt: str
+    frames: np.ndarray | None = None
+    fps: float | None = None
+    image: np.ndarray | None = None
+    system: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """A model backend. ``needs_media`` is False for backends that replay stored outputs."""
+
+    name: str
+    needs_media: bool
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the model: path, config hash, weights hash, dtype, device."""
+        ...
+
+    def decoding(self) -> DecodingSettings: ...
+
+    def generate(self, requests: Sequence[Request]) -> list[str]:
+        """One output string per request, in order."""
+        ...
+
+
+class BackendError(RuntimeError):
+    """A backend could not be created or could not answer a request."""

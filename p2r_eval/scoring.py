@@ -1,0 +1,143 @@
+"""Item-level scoring rules: one implementation each, shared by evaluation, CoT
+verification (training/annotate) and RL rewards (training/rewards).
+
+Every rule takes the extracted prediction and the extracted ground truth as strings and
+returns a float in [0, 1]. No rule raises on model text: an unparsable prediction scores 0.
+The Video-R1 rules reproduce ``src/eval_bench.py`` of Video-R1 quirks included (see
+docs in BENCHMARKS.md and the tests in tests/test_scoring.py).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from p2r_eval.template import parse
+
+MRA_THRESHOLDS = np.arange(0.5, 0.95 + 0.025, 0.05, dtype=np.float32)
+
+
+def extract_answer(text: str) -> str:
+    """Video-R1's extraction: the first ``<answer>…</answer>`` content, stripped; if there is
+    none, the whole text, stripped. Ground truths go through the same function."""
+    segments = parse(text)
+    answer = segments.answer
+    return (answer if answer is not None else segments.text).strip()
+
+
+def parse_number(text: str) -> float | None:
+    """``float`` of the text with thousands commas removed; ``None`` when it is not a number."""
+    try:
+        value = float(text.replace(",", ""))
+    except (ValueError, AttributeError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def exact_match(prediction: str, truth: str) -> float:
+    """Video-R1 multiple choice: case-sensitive equality after stripping whitespace."""
+    return 1.0 if prediction.strip() == truth.strip() else 0.0
+
+
+def _has_decimal_mark(text: str) -> bool:
+    return "." in text or "," in text
+
+
+def numerical_match(prediction: str, truth: str) -> float:
+    """Video-R1 numerical: 0 when exactly one side has a '.' or ','; otherwise both parsed
+    (commas stripped) and compared after rounding to 2 decimals."""
+    if _has_decimal_mark(prediction) != _has_decimal_mark(truth):
+        return 0.0
+    pred, gt = parse_number(prediction), parse_number(truth)
+    if pred is None or gt is None:
+        return 0.0
+    return 1.0 if round(pred, 2) == round(gt, 2) else 0.0
+
+
+def mean_relative_accuracy(prediction: str, truth: str, *, inclusive: bool = False) -> float:
+    """Mean Relative Accuracy over thresholds 0.50, 0.55, …, 0.95, computed in float32.
+
+    ``inclusive=False`` is Video-R1's strict ``rel < 1 - t``; ``inclusive=True`` is the
+    VSI-Bench authors' ``rel <= 1 - t``. Unparsable predictions score 0.
+    """
+    pred, gt = parse_number(prediction), parse_number(truth)
+    if pred is None or gt is None:
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        pred32, gt32 = np.float32(pred), np.float32(gt)
+        relative_error = np.abs(pred32 - gt32) / (np.abs(gt32) + np.float32(1e-8))
+        bounds = np.float32(1.0) - MRA_THRESHOLDS
+        hits = relative_error <= bounds if inclusive else relative_error < bounds
+    return float(np.mean(hits.astype(np.float32)))
+
+
+def relative_error_reward(prediction: str, truth: str) -> float:
+    """Video-R1's training reward for regression: ``1 - clip(|pred-gt|/|gt|, 0, 1)``."""
+    pred, gt = parse_number(prediction), parse_number(truth)
+    if pred is None or gt is None:
+        return 0.0
+    if gt == 0:
+        return 1.0 if pred == 0 else 0.0
+    return 1.0 - min(max(abs(pred - gt) / abs(gt), 0.0), 1.0)
+
+
+def word_error_rate_score(prediction: str, truth: str) -> float:
+    """OCR: ``1 - WER`` (jiwer) clipped to [0, 1]."""
+    import jiwer
+
+    if not truth.strip():
+        return 1.0 if not prediction.strip() else 0.0
+    if not prediction.strip():
+        return 0.0
+    return min(max(1.0 - jiwer.wer(truth, prediction), 0.0), 1.0)
+
+
+@lru_cache(maxsize=1)
+def _rouge_scorer():  # noqa: ANN202 - rouge_score has no types
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+
+
+def rouge_score(prediction: str, truth: str) -> float:
+    """Free-form: mean of ROUGE-1/2/L F1 (rouge_score, with stemmer), clipped to [0, 1]."""
+    if not prediction.strip() or not truth.strip():
+        return 0.0
+    scores = _rouge_scorer().score(truth, prediction)
+    mean_f1 = (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3
+    return min(max(mean_f1, 0.0), 1.0)
+
+
+def video_r1_item_score(answer_type: str, output: str, solution: str) -> float:
+    """Video-R1's evaluation score for one item (``reward_fn`` of its eval script).
+
+    ``output`` is the raw model output, ``solution`` the record's solution string; both go
+    through :func:`extract_answer`. Unknown answer types and any failure score 0.
+    """
+    prediction, truth = extract_answer(output), extract_answer(solution)
+    rule = VIDEO_R1_EVAL_RULES.get(answer_type)
+    if rule is None:
+        return 0.0
+    try:
+        return rule(prediction, truth)
+    except Exception:  # noqa: BLE001 - Video-R1 scores any exception as 0
+        return 0.0
+
+
+VIDEO_R1_EVAL_RULES = {
+    "multiple choice": exact_match,
+    "numerical": numerical_match,
+    "regression": mean_relative_accuracy,
+    "OCR": word_error_rate_score,
+    "free-form": rouge_score,
+}
+
+TRAINING_REWARD_RULES = {
+    "multiple choice": exact_match,
+    "numerical": numerical_match,
+    "regression": relative_error_reward,
+    "OCR": word_error_rate_score,
+    "free-form": rouge_score,
+}
