@@ -16,7 +16,10 @@ import numpy as np
 
 from p2r_eval.template import parse
 
-MRA_THRESHOLDS = np.arange(0.5, 0.95 + 0.025, 0.05, dtype=np.float32)
+# Video-R1: torch.arange(0.5, 0.95 + 0.025, 0.05, dtype=float32), i.e. 0.5 + i*0.05 cast to float32.
+VIDEO_R1_MRA_THRESHOLDS = (0.5 + np.arange(10) * 0.05).astype(np.float32)
+# VSI-Bench authors: np.linspace(0.5, 0.95, 10) in float64.
+OFFICIAL_MRA_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
 def extract_answer(text: str) -> str:
@@ -57,19 +60,24 @@ def numerical_match(prediction: str, truth: str) -> float:
 
 
 def mean_relative_accuracy(prediction: str, truth: str, *, inclusive: bool = False) -> float:
-    """Mean Relative Accuracy over thresholds 0.50, 0.55, …, 0.95, computed in float32.
+    """Mean Relative Accuracy over the thresholds 0.50, 0.55, …, 0.95.
 
-    ``inclusive=False`` is Video-R1's strict ``rel < 1 - t``; ``inclusive=True`` is the
-    VSI-Bench authors' ``rel <= 1 - t``. Unparsable predictions score 0.
+    ``inclusive=False`` is Video-R1's rule: float32, ``|pred-gt| / (|gt| + 1e-8) < 1 - t``
+    (strict). ``inclusive=True`` is the VSI-Bench authors' rule: float64 thresholds from
+    ``linspace``, ``|pred-gt| / |gt|`` (``|pred|`` when gt is 0) and ``<=``. The two differ on
+    boundary cases: pred 3 for gt 4 scores 0.5 under the first and 0.6 under the second.
+    Unparsable predictions score 0.
     """
     pred, gt = parse_number(prediction), parse_number(truth)
     if pred is None or gt is None:
         return 0.0
+    if inclusive:
+        distance = abs(pred - gt) if gt == 0 else abs((pred - gt) / gt)
+        return float(np.mean(distance <= 1.0 - OFFICIAL_MRA_THRESHOLDS))
     with np.errstate(over="ignore", invalid="ignore"):
         pred32, gt32 = np.float32(pred), np.float32(gt)
         relative_error = np.abs(pred32 - gt32) / (np.abs(gt32) + np.float32(1e-8))
-        bounds = np.float32(1.0) - MRA_THRESHOLDS
-        hits = relative_error <= bounds if inclusive else relative_error < bounds
+        hits = relative_error < np.float32(1.0) - VIDEO_R1_MRA_THRESHOLDS
     return float(np.mean(hits.astype(np.float32)))
 
 

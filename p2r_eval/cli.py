@@ -1,0 +1,145 @@
+"""``p2r-eval``: evaluate a video-LLM checkpoint on the VideoP2R benchmarks.
+
+The main command evaluates; subcommands (``p2r-eval SUBCOMMAND --help``) do the rest.
+Heavy imports (torch, transformers) happen only once a command runs, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """\
+examples:
+  p2r-eval --model demo --tasks all
+      the built-in tiny model on the built-in demo suite (no downloads)
+  p2r-eval --model /ckpt/VideoP2R-7B --tasks all --data-root /data/Video-R1-eval --batch-size 8
+      a local checkpoint on the real benchmarks, the paper's protocol (video-r1), 32 frames
+  p2r-eval --model /ckpt/Video-R1-7B --prompt r1 --tasks mvbench,videomme --data-root /data
+  p2r-eval --model replay:outputs.jsonl --tasks vsibench --data-root /data --protocol official
+      re-score outputs produced elsewhere (lines {"task", "id", "output"}); needs no video
+  p2r-eval --model RUN_DIR --tasks all
+      RUN_DIR holding checkpoint-<step> folders: each checkpoint is evaluated once
+
+subcommands (p2r-eval SUBCOMMAND --help):
+  make-demo-model DIR   build the tiny offline Qwen2.5-VL used by the demo and the tests
+  check-data            report records, missing/unreadable videos and unsafe paths per benchmark
+  leaderboard           render the paper's tables with runs added as rows
+  compare               paired bootstrap test between two runs on the same items
+  probe                 perception-only probe: observations as text, no video, to a reasoner
+
+A run folder holds results.json and samples/<task>.jsonl; running the same command again
+resumes it (finished items are never generated twice) and a finished run is not redone.
+"""
+
+SubcommandRegistrar = Callable[[Any], None]
+
+
+def build_eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="p2r-eval",
+        description="Evaluate a video-LLM checkpoint on VideoP2R's seven video benchmarks.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", required=True,
+                       help="'demo', a local checkpoint folder, a hub id, a folder of "
+                            "checkpoint-<step> folders, or replay:FILE.jsonl")
+    model.add_argument("--backend", choices=("hf",), default="hf",
+                       help="inference backend (default: hf, transformers)")
+    model.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    model.add_argument("--batch-size", type=int, default=1, help="items per generate call")
+    data = parser.add_argument_group("data")
+    data.add_argument("--tasks", default="all", help="'all' or a comma list of "
+                      "vsibench,videommmu,mmvu,vcrbench,mvbench,tempcompass,videomme")
+    data.add_argument("--data-root", type=Path, default=None,
+                      help="folder with the benchmarks (docs/benchmarks.md); default: demo suite")
+    data.add_argument("--limit", type=int, default=None, help="first N items of each task")
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument("--protocol", choices=("video-r1", "official"), default="video-r1",
+                          help="video-r1 reproduces the paper's tables (default)")
+    protocol.add_argument("--prompt", choices=("p2r", "r1", "direct"), default="p2r",
+                          help="prompt style (default: p2r, observation/think/answer)")
+    protocol.add_argument("--frames", type=int, default=32, help="uniformly sampled frames (32)")
+    protocol.add_argument("--fps", type=float, default=None,
+                          help="sample at this rate instead (between --min-frames/--max-frames)")
+    protocol.add_argument("--min-frames", type=int, default=4)
+    protocol.add_argument("--max-frames", type=int, default=768)
+    protocol.add_argument("--max-pixels", type=int, default=256 * 28 * 28,
+                          help="pixels per frame after resizing (default 256*28*28)")
+    protocol.add_argument("--max-new-tokens", type=int, default=1024)
+    protocol.add_argument("--temperature", type=float, default=0.0,
+                          help="0 = greedy (default); >0 samples with --top-p and --seed")
+    protocol.add_argument("--top-p", type=float, default=1.0)
+    protocol.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--output", type=Path, default=None,
+                     help="run folder (default: runs/<model>-<protocol>-<prompt>)")
+    run.add_argument("--retry-errors", action="store_true",
+                     help="on resume, retry items whose sample records an error")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
+    """Subcommand name → the module function that registers it (imported on demand)."""
+    def registrar(module: str) -> SubcommandRegistrar:
+        def register(subparsers: Any) -> None:
+            __import__(module, fromlist=["add_subcommands"]).add_subcommands(subparsers)
+        return register
+
+    return {
+        "make-demo-model": register_make_demo_model,
+        "check-data": registrar("p2r_eval.data_check"),
+        "leaderboard": registrar("p2r_eval.leaderboard"),
+        "compare": registrar("p2r_eval.leaderboard"),
+    }
+
+
+def register_make_demo_model(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "make-demo-model",
+        help="build the tiny offline Qwen2.5-VL (random weights) into DIR",
+        description="Build a tiny but real Qwen2.5-VL offline: local BPE tokenizer with the Qwen "
+                    "special tokens and the six process tags, the real processor, random "
+                    "weights. Loadable with --model DIR.",
+    )
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=_make_demo_model)
+
+
+def _make_demo_model(args: argparse.Namespace) -> int:
+    from p2r_eval.models.demo import make_demo_model
+
+    path = make_demo_model(args.directory, seed=args.seed)
+    print(f"demo model written to {path}")
+    return 0
+
+
+def run_subcommand(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="p2r-eval")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    subcommand_registrars()[argv[0]](subparsers)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in subcommand_registrars():
+        return run_subcommand(argv)
+    args = build_eval_parser().parse_args(argv)
+    from p2r_eval.eval_command import run_eval_command
+
+    return run_eval_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

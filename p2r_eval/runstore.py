@@ -1,0 +1,143 @@
+"""The run store: one output folder per run, written so that nothing computed is lost.
+
+Layout::
+
+    OUTPUT/
+      results.json          settings, provenance and per-task scores (atomic rewrite)
+      samples/<task>.jsonl  one line per finished item, appended, flushed and fsynced
+      .lock                 held by the run that writes the folder
+
+A crash can leave at most one half-written last line in a samples file; :meth:`RunStore.
+load_samples` detects it (no trailing newline or invalid JSON on the last line), cuts it off
+the file and never parses it as data. An invalid line anywhere else is an error naming the
+file and line: the store does not guess about damage it did not cause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+SAMPLES_DIR = "samples"
+LOCK_FILE = ".lock"
+
+
+class RunStoreError(RuntimeError):
+    """The output folder cannot be used as asked (locked, damaged, or another run's)."""
+
+
+class RunStore:
+    """Reads and writes one run folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def results_path(self) -> Path:
+        return self.root / RESULTS_FILE
+
+    def samples_path(self, task: str) -> Path:
+        return self.root / SAMPLES_DIR / f"{task}.jsonl"
+
+    @contextmanager
+    def exclusive(self) -> Iterator[RunStore]:
+        """Hold the folder's lock for a whole run; a second run refuses with a clear message."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.root / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunStoreError(
+                f"another p2r run is writing {self.root} right now; wait for it to finish "
+                "or choose another --output"
+            ) from None
+        try:
+            yield self
+        finally:
+            lock.release()
+
+    def read_results(self) -> dict[str, Any] | None:
+        if not self.results_path.exists():
+            return None
+        try:
+            return json.loads(self.results_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise RunStoreError(f"{self.results_path} is not valid JSON: {error}") from None
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        """Atomically replace results.json (write a temporary file, fsync, rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = self.results_path.with_suffix(".json.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.results_path)
+
+    def append_sample(self, task: str, record: dict[str, Any]) -> None:
+        """Append one finished item and make it durable before returning."""
+        path = self.samples_path(task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def load_samples(self, task: str) -> dict[str, dict[str, Any]]:
+        """Finished items of ``task`` by id; a later line for the same id supersedes an earlier."""
+        path = self.samples_path(task)
+        if not path.exists():
+            return {}
+        repair_torn_tail(path)
+        samples: dict[str, dict[str, Any]] = {}
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise RunStoreError(f"{path}, line {number}: not valid JSON ({error})") from None
+                if not isinstance(record, dict) or "id" not in record:
+                    raise RunStoreError(f"{path}, line {number}: a sample needs an 'id' field")
+                samples[str(record["id"])] = record
+        return samples
+
+
+def repair_torn_tail(path: Path) -> bool:
+    """Cut a half-written last line (a crash mid-append) off ``path``. Returns True if it did.
+
+    A line is torn when the file does not end with a newline, or when its last line is not
+    valid JSON (a crash after a partial write that happened to end in a newline byte is not
+    possible with our single ``write`` of the whole line, but a truncated copy can be).
+    """
+    data = path.read_bytes()
+    if not data:
+        return False
+    keep = len(data)
+    if not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+    else:
+        last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+        try:
+            json.loads(data[last_start:])
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            keep = last_start
+    if keep == len(data):
+        return False
+    log.warning("%s: removed a half-written last line (%d bytes)", path, len(data) - keep)
+    with path.open("r+b") as handle:
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
