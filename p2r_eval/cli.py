@@ -31,6 +31,7 @@ subcommands (p2r-eval SUBCOMMAND --help):
   leaderboard           render the paper's tables with runs added as rows
   compare               paired bootstrap test between two runs on the same items
   probe                 perception-only probe: observations as text, no video, to a reasoner
+  merge                 merge the shards of a data-parallel run (--shard I/N)
 
 A run folder holds results.json and samples/<task>.jsonl; running the same command again
 resumes it (finished items are never generated twice) and a finished run is not redone.
@@ -82,6 +83,16 @@ def build_eval_parser() -> argparse.ArgumentParser:
                      help="run folder (default: runs/<model>-<protocol>-<prompt>)")
     run.add_argument("--retry-errors", action="store_true",
                      help="on resume, retry items whose sample records an error")
+    run.add_argument("--frame-cache", type=Path, default=None,
+                     help="folder where sampled frames are stored once per (video, frame "
+                          "policy) and reused across runs and models (safe to share)")
+    run.add_argument("--decode-workers", type=int, default=0,
+                     help="worker processes decoding upcoming items while the model "
+                          "generates (default 0: decode inline)")
+    run.add_argument("--shard", default=None, metavar="I/N",
+                     help="evaluate only shard I of N (0-based) into OUTPUT/shards/I-of-N; the "
+                          "last shard to finish merges all into OUTPUT. 'auto' takes RANK and "
+                          "WORLD_SIZE from accelerate launch / torchrun")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -98,6 +109,8 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
         "check-data": registrar("p2r_eval.data_check"),
         "leaderboard": registrar("p2r_eval.leaderboard"),
         "compare": registrar("p2r_eval.leaderboard"),
+        "merge": registrar("p2r_eval.shards"),
+        "probe": registrar("p2r_eval.probe"),
     }
 
 

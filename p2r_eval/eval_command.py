@@ -14,6 +14,7 @@ from tabulate import tabulate
 from p2r_eval.evaluate import EvalSettings, finished_run, model_display_name, run_evaluation
 from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.runstore import RunStore, RunStoreError
+from p2r_eval.shards import merge_shards, parse_shard, shard_dir
 from p2r_eval.tasks import AnnotationError, resolve_task_names
 from p2r_eval.video import FramePolicy
 
@@ -43,6 +44,9 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         limit=args.limit,
         batch_size=args.batch_size,
         retry_errors=args.retry_errors,
+        frame_cache=args.frame_cache.resolve() if args.frame_cache else None,
+        decode_workers=args.decode_workers,
+        shard=parse_shard(args.shard) if args.shard else None,
     )
 
 
@@ -68,21 +72,48 @@ def run_eval_command(args: argparse.Namespace) -> int:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     output = args.output or default_output(settings)
+    run_folder = shard_dir(output, settings.shard) if settings.shard else output
     try:
-        previous = RunStore(output).read_results()
+        previous = RunStore(run_folder).read_results()
     except RunStoreError as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     if finished_run(previous, settings):
-        print(f"{output}: this run is already finished; nothing to do.")
-        return finish(previous, output, settings)
+        print(f"{run_folder}: this run is already finished; nothing to do.")
+        results = previous
+    else:
+        try:
+            backend = load_configured_backend(settings, args)
+            results = run_evaluation(settings, backend, run_folder, show_progress=not args.quiet)
+        except (BackendError, RunStoreError, AnnotationError, FileNotFoundError) as error:
+            print(f"p2r-eval: {error}", file=sys.stderr)
+            return EXIT_CANNOT_START
+    if settings.shard:
+        return finish_shard(results, output, settings)
+    return finish(results, output, settings)
+
+
+def finish_shard(results: dict[str, Any], output: Path, settings: EvalSettings) -> int:
+    """Report a finished shard; the last shard to finish merges them all."""
+    index, count = settings.shard
+    print(f"shard {index}/{count} finished")
     try:
-        backend = load_configured_backend(settings, args)
-        results = run_evaluation(settings, backend, output, show_progress=not args.quiet)
-    except (BackendError, RunStoreError, AnnotationError, FileNotFoundError) as error:
+        merged = merge_shards(output, count)
+    except RunStoreError as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
-    return finish(results, output, settings)
+    if merged is None:
+        print("other shards are still running; the last one to finish merges them")
+        return finish(results, shard_dir(output, settings.shard), settings, leaderboards=False)
+    return finish(merged, output, settings)
+
+
+def regenerate_leaderboards(output: Path) -> None:
+    """Write the paper's tables with this run as a row into OUTPUT/leaderboards."""
+    from p2r_eval.leaderboard import write_leaderboards
+
+    for path in write_leaderboards([output], output / "leaderboards"):
+        print(f"leaderboard: {path}")
 
 
 def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  # noqa: ANN201
@@ -92,10 +123,14 @@ def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  
                         max_pixels=settings.frame_policy.max_pixels, device=args.device)
 
 
-def finish(results: dict[str, Any], output: Path, settings: EvalSettings) -> int:
+def finish(
+    results: dict[str, Any], output: Path, settings: EvalSettings, leaderboards: bool = True
+) -> int:
     """Print the table, regenerate the leaderboards, and choose the exit code."""
     print(results_table(results))
     print(f"results: {output / 'results.json'}")
+    if leaderboards:
+        regenerate_leaderboards(output)
     wanted = [results["tasks"].get(name, {}) for name in settings.tasks]
     total = sum(entry.get("n", 0) for entry in wanted)
     failed = sum(entry.get("n_errors", 0) for entry in wanted)

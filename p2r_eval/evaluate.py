@@ -9,29 +9,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from p2r_eval import provenance
 from p2r_eval.items import Item
+from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.models.base import Backend, DecodingSettings, Request
-from p2r_eval.prompts import build_prompt, prompt_hash, style_hash
+from p2r_eval.prompts import REQUIRED_TAGS, build_prompt, prompt_hash, style_hash
 from p2r_eval.protocols import ItemScore, aggregate_task, score_item
 from p2r_eval.runstore import RunStore, RunStoreError
+from p2r_eval.shards import Shard, shard_items
 from p2r_eval.tasks import LoadedTask, load_task
-from p2r_eval.template import PROCESS_AWARE_TAGS, THINK_ANSWER_TAGS, parse
-from p2r_eval.video import FramePolicy, VideoError, load_frame_folder, sample_frames
+from p2r_eval.template import parse
+from p2r_eval.video import FramePolicy
 
 log = logging.getLogger(__name__)
 
 RESULTS_SCHEMA = 1
-REQUIRED_TAGS_BY_STYLE = {"p2r": PROCESS_AWARE_TAGS, "r1": THINK_ANSWER_TAGS, "direct": ("answer",)}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class EvalSettings:
     limit: int | None = None
     batch_size: int = 1
     retry_errors: bool = False
+    frame_cache: Path | None = None
+    decode_workers: int = 0
+    shard: Shard | None = None
 
 
 @dataclass
@@ -56,40 +59,6 @@ class TaskOutcome:
 
     name: str
     entry: dict[str, Any]
-
-
-class MediaError(RuntimeError):
-    """An item's media could not be used (the message names the item and the file)."""
-
-
-def load_request(item: Item, style: str, policy: FramePolicy, needs_media: bool) -> Request:
-    """Build the generation request of one item, decoding its media when the backend needs it."""
-    prompt = build_prompt(item, style)
-    if not needs_media or item.media_type == "none":
-        return Request(task=item.task, item_id=item.id, prompt=prompt)
-    media_error = item.meta.get("media_error")
-    if media_error:
-        raise MediaError(f"{item.task}/{item.id}: {media_error}")
-    if item.media is None:
-        raise MediaError(f"{item.task}/{item.id}: the record names no media file")
-    try:
-        if item.media_type == "image":
-            return Request(item.task, item.id, prompt, image=_load_image(item.media))
-        sampled = (
-            load_frame_folder(item.media, policy)
-            if item.media_type == "frames"
-            else sample_frames(item.media, policy=policy)
-        )
-    except (VideoError, OSError) as error:
-        raise MediaError(f"{item.task}/{item.id}: {error}") from error
-    return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
-
-
-def _load_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> dict[str, Any]:
@@ -104,7 +73,7 @@ def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> dic
             "observation": segments.observation,
             "think": segments.think,
             "answer": segments.answer,
-            "deviations": segments.deviations(REQUIRED_TAGS_BY_STYLE[style]),
+            "deviations": segments.deviations(REQUIRED_TAGS[style]),
         },
         "extracted": scored.extracted,
         "score": scored.score,
@@ -131,36 +100,36 @@ def _jsonable_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, type(None)))}
 
 
-def generate_batch(
-    backend: Backend, items: Sequence[Item], settings: EvalSettings
-) -> Iterable[tuple[Item, str | None, str | None]]:
-    """Yield ``(item, output, error)`` for a batch. Media errors fail only their item; a
-    backend failure on the batch is retried item by item to isolate the bad one."""
-    ready: list[tuple[Item, Request]] = []
-    for item in items:
-        try:
-            ready.append(
-                (item, load_request(item, settings.prompt_style, settings.frame_policy,
-                                    backend.needs_media))
-            )
-        except MediaError as error:
-            yield item, None, str(error)
-    if not ready:
-        return
+def generate_isolated(
+    backend: Backend, ready: Sequence[tuple[Item, Request]]
+) -> Iterator[tuple[Item, str | None, str | None]]:
+    """Yield ``(item, output, error)``; a backend failure on a batch is retried item by item,
+    so one bad item cannot take its batch mates down with it."""
     try:
         outputs = backend.generate([request for _, request in ready])
     except Exception as error:  # noqa: BLE001 - any backend failure becomes per-item errors
         if len(ready) == 1:
-            yield ready[0][0], None, f"{ready[0][0].task}/{ready[0][0].id}: {error}"
+            item = ready[0][0]
+            yield item, None, f"{item.task}/{item.id}: {type(error).__name__}: {error}"
             return
-        for item, request in ready:
-            try:
-                yield item, backend.generate([request])[0], None
-            except Exception as single_error:  # noqa: BLE001
-                yield item, None, f"{item.task}/{item.id}: {single_error}"
+        for pair in ready:
+            yield from generate_isolated(backend, [pair])
         return
-    for (item, _), output in zip(ready, outputs):
+    for (item, _), output in zip(ready, outputs, strict=True):
         yield item, output, None
+
+
+def batched(
+    stream: Iterable[tuple[Item, Request | MediaError]], size: int
+) -> Iterator[list[tuple[Item, Request | MediaError]]]:
+    batch: list[tuple[Item, Request | MediaError]] = []
+    for pair in stream:
+        batch.append(pair)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def pending_items(
@@ -184,33 +153,50 @@ def evaluate_task(
 ) -> TaskOutcome:
     """Generate and score every pending item of one task, then aggregate all its samples."""
     started = time.monotonic()
-    items = loaded.items[: settings.limit] if settings.limit else loaded.items
+    items = shard_items(limited(loaded.items, settings.limit), settings.shard)
     finished = store.load_samples(loaded.name)
     todo = pending_items(items, finished, settings.retry_errors)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=loaded.name, unit="item",
                disable=not show_progress, dynamic_ncols=True)
-    for start in range(0, len(todo), settings.batch_size):
-        batch = todo[start : start + settings.batch_size]
-        for item, output, error in generate_batch(backend, batch, settings):
-            if error is not None:
-                record = error_record(item, error)
-                log.warning("%s", error)
-            else:
-                scored = score_item(item, output, settings.protocol, judge=judge)
-                record = sample_record(item, settings.prompt_style, output, scored)
-            store.append_sample(loaded.name, record)
-            finished[item.id] = record
-            bar.update(1)
+    builder = RequestBuilder(settings.prompt_style, settings.frame_policy, backend.needs_media,
+                             settings.frame_cache)
+    stream = prefetch_requests(todo, builder, workers=settings.decode_workers,
+                               depth=max(2 * settings.decode_workers, 2 * settings.batch_size))
+
+    def record(item: Item, output: str | None, error: str | None) -> None:
+        if error is not None:
+            log.warning("%s", error)
+            entry = error_record(item, error)
+        else:
+            scored = score_item(item, output, settings.protocol, judge=judge)
+            entry = sample_record(item, settings.prompt_style, output, scored)
+        store.append_sample(loaded.name, entry)
+        finished[item.id] = entry
+        bar.update(1)
+
+    for batch in batched(stream, settings.batch_size):
+        for item, request in batch:
+            if isinstance(request, MediaError):
+                record(item, None, str(request))
+        ready = [(item, request) for item, request in batch if isinstance(request, Request)]
+        if ready:
+            for item, output, error in generate_isolated(backend, ready):
+                record(item, output, error)
     bar.close()
     entry = task_entry(loaded, items, finished, settings.protocol)
     entry["wall_time_s"] = round(time.monotonic() - started, 3)
     return TaskOutcome(loaded.name, entry)
 
 
+def limited(items: Sequence[Item], limit: int | None) -> list[Item]:
+    """The first ``limit`` items (all when ``limit`` is None)."""
+    return list(items[:limit] if limit else items)
+
+
 def task_entry(
     loaded: LoadedTask, items: Sequence[Item], finished: dict[str, dict[str, Any]], protocol: str
 ) -> dict[str, Any]:
-    """The results.json entry of a task from its samples."""
+    """The results.json entry of a task from its samples (``items`` in task order)."""
     scores = [finished[item.id].get("score") if item.id in finished else None for item in items]
     aggregate = aggregate_task(loaded.name, items, scores, protocol)
     n_errors = sum(1 for item in items if finished.get(item.id, {}).get("error"))
@@ -235,6 +221,7 @@ def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> dict[
         "seed": settings.decoding.seed,
         "limit": settings.limit,
         "batch_size": settings.batch_size,
+        "shard": list(settings.shard) if settings.shard else None,
         "data_root": str(settings.data_root) if settings.data_root else None,
         "data_files": data_files,
     }
@@ -243,7 +230,9 @@ def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> dict[
 IDENTITY_KEYS = ("protocol", "prompt_style", "prompt_hash", "frame_policy", "decoding", "seed")
 
 
-def check_resumable(previous: dict[str, Any] | None, model: dict, settings: dict, root: Path) -> None:
+def check_resumable(
+    previous: dict[str, Any] | None, model: dict[str, Any], settings: dict[str, Any], root: Path
+) -> None:
     """Refuse to mix two different runs in one folder: the model and every setting that
     changes outputs must match the run already there (``limit`` and ``batch_size`` may change)."""
     if previous is None:
@@ -281,16 +270,22 @@ def run_evaluation(
     judge: Any = None,
     show_progress: bool = True,
     on_task_done: Callable[[dict[str, Any]], None] | None = None,
+    loaded_tasks: Sequence[LoadedTask] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``settings.tasks`` into ``output`` and return the results dictionary.
 
     Resumes a previous run in ``output`` (same model and settings), skipping finished items.
+    ``loaded_tasks`` replaces loading ``settings.tasks`` from the data (the probe passes items
+    that carry observations).
     results.json is rewritten after every task, so a crash loses at most the item in flight.
     """
     store = RunStore(output)
     with store.exclusive():
-        loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
-        data_files = {path: digest for task in loaded_tasks for path, digest in task.data_files.items()}
+        if loaded_tasks is None:
+            loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
+        data_files = {
+            path: digest for task in loaded_tasks for path, digest in task.data_files.items()
+        }
         model = {"spec": settings.model_spec, "name": model_display_name(settings.model_spec),
                  "fingerprint": backend.fingerprint()}
         settings_json = settings_record(settings, data_files)

@@ -4,13 +4,22 @@
 - ``p2r``: the process-aware template: observation, then think, then answer. VideoP2R's exact
   eval wording is not public; this wording is p2r's and is versioned here.
 - ``direct``: the question and the answer-format instruction only.
+- ``text-only``: the perception probe's reasoner prompt: a perceiver's observation given as
+  text in place of the video (item.meta["observation"]), then the reasoner's own prompt
+  (style item.meta["reasoner_style"]). Its wording lives in tasks/probe.yaml.
 """
 
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from p2r_eval.items import Item
+from p2r_eval.template import PROCESS_AWARE_TAGS, THINK_ANSWER_TAGS
 
 R1_QUESTION_TEMPLATE = (
     "{Question}\n"
@@ -30,7 +39,9 @@ P2R_QUESTION_TEMPLATE = (
     "answer between the <answer> and </answer> tags."
 )
 
-DIRECT_QUESTION_TEMPLATE = "{Question}\nGive your final answer between the <answer> and </answer> tags."
+DIRECT_QUESTION_TEMPLATE = (
+    "{Question}\nGive your final answer between the <answer> and </answer> tags."
+)
 
 TYPE_TEMPLATE = {
     "multiple choice": " Please provide only the single option letter (e.g., A, B, C, D, etc.) "
@@ -50,7 +61,16 @@ STYLE_TEMPLATES = {
     "p2r": P2R_QUESTION_TEMPLATE,
     "direct": DIRECT_QUESTION_TEMPLATE,
 }
-PROMPT_STYLES = tuple(STYLE_TEMPLATES)
+TEXT_ONLY_STYLE = "text-only"
+PROMPT_STYLES = (*STYLE_TEMPLATES, TEXT_ONLY_STYLE)
+REQUIRED_TAGS = {
+    "p2r": PROCESS_AWARE_TAGS,
+    "r1": THINK_ANSWER_TAGS,
+    "direct": ("answer",),
+    TEXT_ONLY_STYLE: THINK_ANSWER_TAGS,
+}
+"""The template segments each style asks the model for (format compliance is judged on these)."""
+PROBE_SPEC_PATH = Path(__file__).resolve().parent.parent / "tasks" / "probe.yaml"
 PROMPT_VERSION = "1"
 
 
@@ -64,16 +84,41 @@ def question_with_options(item: Item) -> str:
 
 def build_prompt(item: Item, style: str) -> str:
     """The user-turn text for ``item`` in ``style`` (the video goes before it)."""
+    if style == TEXT_ONLY_STYLE:
+        return text_only_prompt(item)
     if style not in STYLE_TEMPLATES:
-        raise ValueError(f"unknown prompt style {style!r}; choose one of {', '.join(PROMPT_STYLES)}")
+        choices = ", ".join(PROMPT_STYLES)
+        raise ValueError(f"unknown prompt style {style!r}; choose one of {choices}")
     return STYLE_TEMPLATES[style].format(Question=question_with_options(item)) + TYPE_TEMPLATE[
         item.answer_type
     ]
 
 
+@lru_cache(maxsize=1)
+def probe_spec() -> dict[str, Any]:
+    """tasks/probe.yaml: the perception probe's prompt styles and text-only wording."""
+    return yaml.safe_load(PROBE_SPEC_PATH.read_text(encoding="utf-8"))
+
+
+def neutralise_tag(text: str, tag: str) -> str:
+    """Make ``text`` unable to close (or open) ``<tag>``: untrusted text stays inside its block."""
+    return text.replace(f"</{tag}>", f"</ {tag}>").replace(f"<{tag}>", f"< {tag}>")
+
+
+def text_only_prompt(item: Item) -> str:
+    """The probe reasoner's prompt: the perceiver's observation as text, then the question."""
+    observation = neutralise_tag(item.meta.get("observation") or "", "video_description")
+    prefix = probe_spec()["text_only_prefix"].format(observation=observation)
+    return prefix + "\n" + build_prompt(item, item.meta.get("reasoner_style", "r1"))
+
+
 def style_hash(style: str) -> str:
     """A short hash of everything that makes up a style's text, recorded in results."""
-    material = STYLE_TEMPLATES[style] + "".join(f"{k}={v}" for k, v in sorted(TYPE_TEMPLATE.items()))
+    if style == TEXT_ONLY_STYLE:
+        material = probe_spec()["text_only_prefix"] + "".join(map(style_hash, STYLE_TEMPLATES))
+        return hashlib.sha256(material.encode()).hexdigest()[:12]
+    type_texts = "".join(f"{k}={v}" for k, v in sorted(TYPE_TEMPLATE.items()))
+    material = STYLE_TEMPLATES[style] + type_texts
     return hashlib.sha256(material.encode()).hexdigest()[:12]
 
 

@@ -107,7 +107,8 @@ class RunStore:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise RunStoreError(f"{path}, line {number}: not valid JSON ({error})") from None
+                    message = f"{path}, line {number}: not valid JSON ({error})"
+                    raise RunStoreError(message) from None
                 if not isinstance(record, dict) or "id" not in record:
                     raise RunStoreError(f"{path}, line {number}: a sample needs an 'id' field")
                 samples[str(record["id"])] = record

@@ -1,0 +1,153 @@
+"""The perception-only text probe (VideoP2R's "effect of perception" analysis).
+
+Three resumable runs in one folder, each a normal run store:
+
+1. ``perceiver/``: the perceiver model with the process-aware prompt (with video);
+2. ``raw_video/``: the reasoner with its own prompt and the video;
+3. ``text_only/``: the reasoner with the perceiver's ``<observation>`` as text and no video.
+
+Both reasoner runs are scored by the task's protocol; ``probe.json`` and ``probe.md`` give,
+per benchmark, raw-video accuracy against text-only-observation accuracy, and ``probe.png``
+plots them. Items whose perceiver output has no observation are still asked (with an empty
+description) and counted, so the text-only score is never flattered by dropping them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from p2r_eval.evaluate import EvalSettings, run_evaluation
+from p2r_eval.items import Item
+from p2r_eval.models.base import Backend, DecodingSettings
+from p2r_eval.prompts import TEXT_ONLY_STYLE, probe_spec
+from p2r_eval.runstore import RunStore
+from p2r_eval.tasks import LoadedTask, load_task, resolve_task_names
+
+BackendLoader = Callable[[str], Backend]
+
+
+def observation_items(loaded: LoadedTask, perceiver_samples: dict[str, dict[str, Any]],
+                      reasoner_style: str) -> LoadedTask:
+    """The task's items as text-only items carrying the perceiver's observation."""
+    def text_only(item: Item) -> Item:
+        sample = perceiver_samples.get(item.id, {})
+        observation = (sample.get("segments") or {}).get("observation") or ""
+        meta = {**item.meta, "observation": observation, "reasoner_style": reasoner_style}
+        return dataclasses.replace(item, media=None, media_type="none", meta=meta)
+
+    return dataclasses.replace(loaded, items=[text_only(item) for item in loaded.items])
+
+
+def missing_observations(items: list[Item]) -> int:
+    return sum(1 for item in items if not item.meta.get("observation", "").strip())
+
+
+def run_probe(base: EvalSettings, perceiver: str, reasoner: str, output: Path,
+              load_backend: BackendLoader, show_progress: bool = True) -> dict[str, Any]:
+    """Run the three phases into ``output`` and return the per-benchmark comparison."""
+    spec = probe_spec()
+    reasoner_style = spec["reasoner_prompt_style"]
+    loaded = [load_task(name, base.data_root) for name in base.tasks]
+    perceiver_settings = dataclasses.replace(base, model_spec=perceiver,
+                                             prompt_style=spec["perceiver_prompt_style"])
+    run_evaluation(perceiver_settings, load_backend(perceiver), output / "perceiver",
+                   show_progress=show_progress, loaded_tasks=loaded)
+    reasoner_backend = load_backend(reasoner)
+    raw_settings = dataclasses.replace(base, model_spec=reasoner, prompt_style=reasoner_style)
+    raw = run_evaluation(raw_settings, reasoner_backend, output / "raw_video",
+                         show_progress=show_progress, loaded_tasks=loaded)
+    perceiver_store = RunStore(output / "perceiver")
+    text_tasks = [observation_items(task, perceiver_store.load_samples(task.name), reasoner_style)
+                  for task in loaded]
+    text_settings = dataclasses.replace(base, model_spec=reasoner, prompt_style=TEXT_ONLY_STYLE)
+    text_only = run_evaluation(text_settings, reasoner_backend, output / "text_only",
+                               show_progress=show_progress, loaded_tasks=text_tasks)
+    comparison = compare_runs(raw, text_only, text_tasks)
+    summary = {"perceiver": perceiver, "reasoner": reasoner, "probe_version": spec["version"],
+               "tasks": comparison}
+    (output / "probe.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (output / "probe.md").write_text(render_probe_table(comparison) + "\n", encoding="utf-8")
+    _plot(comparison, output / "probe.png")
+    return summary
+
+
+def compare_runs(raw: dict[str, Any], text_only: dict[str, Any],
+                 text_tasks: list[LoadedTask]) -> dict[str, dict[str, Any]]:
+    return {
+        task.name: {
+            "raw_video": raw["tasks"][task.name]["score"],
+            "text_only": text_only["tasks"][task.name]["score"],
+            "n": text_only["tasks"][task.name]["n"],
+            "missing_observations": missing_observations(task.items),
+        }
+        for task in text_tasks
+    }
+
+
+def render_probe_table(comparison: dict[str, dict[str, Any]]) -> str:
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    rows = [[name, cell(entry["raw_video"]), cell(entry["text_only"]), entry["n"],
+             entry["missing_observations"]] for name, entry in comparison.items()]
+    headers = ["benchmark", "raw video %", "text-only observation %", "items",
+               "no observation"]
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def _plot(comparison: dict[str, dict[str, Any]], path: Path) -> None:
+    from p2r_eval.plots import plot_probe
+
+    values = {name: (entry["raw_video"], entry["text_only"]) for name, entry in comparison.items()}
+    plot_probe(values, path)
+
+
+def add_subcommands(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "probe",
+        help="perception-only probe: observations as text, no video, to a reasoner",
+        description="M1 (--perceiver) runs with the process-aware prompt; its <observation> is "
+                    "given as text, without the video, to M2 (--reasoner), which is also run "
+                    "with the raw video. Prints raw-video vs text-only accuracy per benchmark "
+                    "and writes probe.json, probe.md and probe.png into --output.",
+        epilog="example: p2r-eval probe --perceiver /ckpt/VideoP2R-7B "
+               "--reasoner /ckpt/Qwen2.5-VL-7B-Instruct --tasks all --data-root /data",
+    )
+    parser.add_argument("--perceiver", required=True, help="process-aware model (M1)")
+    parser.add_argument("--reasoner", required=True, help="model answering from text (M2)")
+    parser.add_argument("--tasks", default="all")
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--protocol", choices=("video-r1", "official"), default="video-r1")
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=Path("runs/probe"))
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(func=_probe_command)
+
+
+def _probe_command(args: argparse.Namespace) -> int:
+    from p2r_eval.models import load_backend
+    from p2r_eval.video import FramePolicy
+
+    decoding = DecodingSettings(max_new_tokens=args.max_new_tokens)
+    base = EvalSettings(
+        model_spec="", tasks=tuple(resolve_task_names(args.tasks)), protocol=args.protocol,
+        frame_policy=FramePolicy(num_frames=args.frames), decoding=decoding,
+        data_root=args.data_root.resolve() if args.data_root else None, limit=args.limit,
+        batch_size=args.batch_size,
+    )
+    summary = run_probe(base, args.perceiver, args.reasoner, args.output,
+                        lambda spec: load_backend(spec, decoding=decoding),
+                        show_progress=not args.quiet)
+    print(render_probe_table(summary["tasks"]))
+    print(f"probe: {args.output / 'probe.json'}")
+    return 0
