@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -154,5 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_eval_command(args)
 
 
+def entry_point() -> int:
+    """Console script: ``main`` with a quiet exit when the reader of our output goes away."""
+    try:
+        return main()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

@@ -95,45 +95,52 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def load_samples(self, task: str) -> dict[str, dict[str, Any]]:
-        """Finished items of ``task`` by id; a later line for the same id supersedes an earlier."""
+    def load_samples(self, task: str, repair: bool = True) -> dict[str, dict[str, Any]]:
+        """Finished items of ``task`` by id; a later line for the same id supersedes an earlier.
+
+        A half-written last line is never parsed. The writer of the run (``repair=True``) cuts
+        it off the file; readers of another run's folder pass ``repair=False`` and only skip it,
+        so reading a run that is still being written never modifies it.
+        """
         path = self.samples_path(task)
         if not path.exists():
             return {}
-        repair_torn_tail(path)
+        if repair:
+            repair_torn_tail(path)
+        data = path.read_bytes()
         samples: dict[str, dict[str, Any]] = {}
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    message = f"{path}, line {number}: not valid JSON ({error})"
-                    raise RunStoreError(message) from None
-                if not isinstance(record, dict) or "id" not in record:
-                    raise RunStoreError(f"{path}, line {number}: a sample needs an 'id' field")
-                samples[str(record["id"])] = record
+        lines = data[: intact_length(data)].decode("utf-8").splitlines()
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                message = f"{path}, line {number}: not valid JSON ({error})"
+                raise RunStoreError(message) from None
+            if not isinstance(record, dict) or "id" not in record:
+                raise RunStoreError(f"{path}, line {number}: a sample needs an 'id' field")
+            samples[str(record["id"])] = record
         return samples
 
 
-def repair_torn_tail(path: Path) -> bool:
-    """Cut a half-written last line (a crash mid-append) off ``path``. Returns True if it did.
-
-    A line is torn when the file does not end with a newline, or when its last line is not
-    valid JSON (a crash after a partial write that happened to end in a newline byte is not
-    possible with our single ``write`` of the whole line, but a truncated copy can be).
-    """
-    data = path.read_bytes()
+def intact_length(data: bytes) -> int:
+    """How many leading bytes of a samples file hold whole lines: a last line that does not
+    end with a newline, or that is not valid JSON (a truncated copy), is torn."""
     if not data:
-        return False
-    keep = len(data)
+        return 0
     if not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-    else:
-        last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
-        try:
-            json.loads(data[last_start:])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            keep = last_start
+        return data.rfind(b"\n") + 1
+    last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
+    try:
+        json.loads(data[last_start:])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return last_start
+    return len(data)
+
+
+def repair_torn_tail(path: Path) -> bool:
+    """Cut a half-written last line (a crash mid-append) off ``path``. Returns True if it did."""
+    data = path.read_bytes()
+    keep = intact_length(data)
     if keep == len(data):
         return False
     log.warning("%s: removed a half-written last line (%d bytes)", path, len(data) - keep)

@@ -89,7 +89,8 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
             items = limited(loaded.items, settings["limit"])
             samples: dict[str, dict[str, Any]] = {}
             for index in range(count):
-                samples.update(RunStore(shard_dir(output, (index, count))).load_samples(name))
+                shard_store = RunStore(shard_dir(output, (index, count)))
+                samples.update(shard_store.load_samples(name, repair=False))
             write_samples_in_order(store, name, items, samples)
             entry = task_entry(loaded, items, samples, settings["protocol"])
             entry["wall_time_s"] = max(r["tasks"][name]["wall_time_s"] for r in shard_results)

@@ -64,3 +64,14 @@ def test_results_are_replaced_atomically(tmp_path):
     store.write_results({"a": 2})
     assert json.loads(store.results_path.read_text()) == {"a": 2}
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_readers_skip_a_torn_line_without_touching_the_file(tmp_path):
+    store = RunStore(tmp_path)
+    store.append_sample("t", {"id": "1"})
+    path = store.samples_path("t")
+    with path.open("a") as handle:
+        handle.write('{"id": "2"')
+    before = path.read_bytes()
+    assert set(store.load_samples("t", repair=False)) == {"1"}
+    assert path.read_bytes() == before

@@ -17,11 +17,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from filelock import FileLock
 
 from p2r_eval.template import TAGS
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2Tokenizer
 
 DEMO_RECIPE_VERSION = 1
 DEMO_MARKER_FILE = "p2r_demo.json"
@@ -124,7 +128,11 @@ TEXT_CONFIG = {
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
     "max_position_embeddings": 32768,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+    "rope_parameters": {
+        "rope_type": "default",
+        "rope_theta": 1000000.0,
+        "mrope_section": [2, 3, 3],
+    },
 }
 VISION_CONFIG = {
     "depth": 2,
@@ -139,10 +147,13 @@ VISION_CONFIG = {
     "spatial_merge_size": 2,
     "temporal_patch_size": 2,
 }
+# An upper bound: the built-in text yields fewer merges (pairs seen at least twice).
 TOKENIZER_VOCAB_SIZE = 640
 
 
-def train_byte_level_bpe(text: str, vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def train_byte_level_bpe(
+    text: str, vocab_size: int
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Vocabulary and merges of a byte-level BPE trained on ``text``, with Qwen2's
     pre-tokenization (so the merges fit what :class:`Qwen2Tokenizer` will apply)."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
@@ -163,12 +174,14 @@ def train_byte_level_bpe(text: str, vocab_size: int) -> tuple[dict[str, int], li
     )
     tokenizer.train_from_iterator(text.splitlines(), trainer=trainer)
     model = json.loads(tokenizer.to_str())["model"]
-    merges = [tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
-              for merge in model["merges"]]
+    merges = [
+        tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
+        for merge in model["merges"]
+    ]
     return dict(model["vocab"]), merges
 
 
-def build_demo_tokenizer():
+def build_demo_tokenizer() -> Qwen2Tokenizer:
     """A ``Qwen2Tokenizer`` with Qwen's special tokens (same order, after the BPE vocabulary)
     and the six process tags as single added tokens. The tags are not special, so that
     ``skip_special_tokens`` never strips them from a decoded output."""
@@ -184,7 +197,7 @@ def build_demo_tokenizer():
     return tokenizer
 
 
-def build_demo_processor():
+def build_demo_processor() -> Qwen2_5_VLProcessor:
     """Qwen2.5-VL's processor around the demo tokenizer, with Qwen2.5-VL's pixel limits."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
@@ -199,7 +212,7 @@ def build_demo_processor():
     )
 
 
-def build_demo_config(tokenizer):
+def build_demo_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     """The tiny ``Qwen2_5_VLConfig`` whose token ids are the demo tokenizer's."""
     from transformers import Qwen2_5_VLConfig
 
@@ -223,7 +236,7 @@ def build_demo_config(tokenizer):
     )
 
 
-def build_demo_generation_config(tokenizer):
+def build_demo_generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     """Stop at <|im_end|> or <|endoftext|>, pad with <|endoftext|>, greedy: like Qwen's."""
     from transformers import GenerationConfig
 
