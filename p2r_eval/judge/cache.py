@@ -1,0 +1,114 @@
+"""The on-disk cache of judge replies: a re-run costs zero calls.
+
+One SQLite file (WAL journal) per cache directory: safe for many threads and processes at
+once, every write committed before the verdict is returned. The key is a SHA-256 of the
+backend kind, model, prompt version, mode, generation limit and normalized inputs. What is
+stored is the raw reply and its token counts, never a credential; the verdict is parsed
+again on every read, so a better parser applies to old replies without new calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CACHE_FILE_NAME = "judge_cache.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS replies (
+    key TEXT PRIMARY KEY,
+    raw TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+
+
+def cache_key(
+    *, kind: str, model: str, prompt_version: str, mode: str, inputs: Mapping[str, Any]
+) -> str:
+    """The SHA-256 hex digest identifying one judge request."""
+    material = {
+        "kind": kind,
+        "model": model,
+        "prompt_version": prompt_version,
+        "mode": mode,
+        "inputs": dict(inputs),
+    }
+    encoded = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedReply:
+    """A stored reply. ``source`` is ``"live"`` or ``"batch"`` (Message Batches API)."""
+
+    raw: str
+    model: str
+    prompt_version: str
+    mode: str
+    input_tokens: int
+    output_tokens: int
+    source: str = "live"
+
+
+class ReplyCache:
+    """The cache in ``directory`` (created if needed)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory = Path(directory)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OSError(f"cannot create judge cache directory {directory}: {error}") from error
+        self.path = directory / CACHE_FILE_NAME
+        with self._connection() as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(_SCHEMA)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=60.0)) as connection:
+            with connection:
+                yield connection
+
+    def get(self, key: str) -> CachedReply | None:
+        with self._connection() as connection:
+            row = connection.execute(
+                "SELECT raw, model, prompt_version, mode, input_tokens, output_tokens, source "
+                "FROM replies WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return CachedReply(*row) if row else None
+
+    def put(self, key: str, reply: CachedReply) -> None:
+        with self._connection() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    reply.raw,
+                    reply.model,
+                    reply.prompt_version,
+                    reply.mode,
+                    reply.input_tokens,
+                    reply.output_tokens,
+                    reply.source,
+                    time.time(),
+                ),
+            )
+
+    def __len__(self) -> int:
+        with self._connection() as connection:
+            return connection.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
