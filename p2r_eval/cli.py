@@ -79,6 +79,23 @@ def build_eval_parser() -> argparse.ArgumentParser:
                           help="0 = greedy (default); >0 samples with --top-p and --seed")
     protocol.add_argument("--top-p", type=float, default=1.0)
     protocol.add_argument("--seed", type=int, default=0)
+    judge = parser.add_argument_group(
+        "judge", "LLM judge for judge-graded items (VCR-Bench open answers, MMVU open-ended "
+        "under --protocol official) and for --attribute-errors; without one those items are "
+        "reported as not scored")
+    judge.add_argument("--judge", choices=("none", "anthropic", "openai", "local"),
+                       default="none", help="judge backend (anthropic reads ANTHROPIC_API_KEY)")
+    judge.add_argument("--judge-model", default=None,
+                       help="judge model (anthropic default: a current Claude Sonnet; local: "
+                            "a model folder)")
+    judge.add_argument("--judge-base-url", default=None,
+                       help="OpenAI-compatible endpoint for --judge openai (e.g. vllm serve)")
+    judge.add_argument("--judge-cache", type=Path, default=None,
+                       help="judge reply cache folder (default: ~/.cache/p2r/judge)")
+    judge.add_argument("--judge-concurrency", type=int, default=8)
+    judge.add_argument("--attribute-errors", action="store_true",
+                       help="ask the judge whether each wrong answer's observation was "
+                            "sufficient: perception vs reasoning failures in the analysis")
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, default=None,
                      help="run folder (default: runs/<model>-<protocol>-<prompt>)")

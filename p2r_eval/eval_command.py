@@ -11,7 +11,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from p2r_eval.cache_root import cache_root
 from p2r_eval.evaluate import EvalSettings, finished_run, model_display_name, run_evaluation
+from p2r_eval.judge import Judge, JudgeError, make_judge
 from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
@@ -47,6 +49,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         frame_cache=args.frame_cache.resolve() if args.frame_cache else None,
         decode_workers=args.decode_workers,
         shard=parse_shard(args.shard) if args.shard else None,
+        attribute_errors=args.attribute_errors,
     )
 
 
@@ -83,9 +86,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
         results = previous
     else:
         try:
+            judge = make_configured_judge(args)
             backend = load_configured_backend(settings, args)
-            results = run_evaluation(settings, backend, run_folder, show_progress=not args.quiet)
-        except (BackendError, RunStoreError, AnnotationError, FileNotFoundError) as error:
+            results = run_evaluation(settings, backend, run_folder, judge=judge,
+                                     show_progress=not args.quiet)
+        except (BackendError, RunStoreError, AnnotationError, FileNotFoundError,
+                JudgeError) as error:
             print(f"p2r-eval: {error}", file=sys.stderr)
             return EXIT_CANNOT_START
     if settings.shard:
@@ -116,6 +122,17 @@ def regenerate_leaderboards(output: Path) -> None:
         print(f"leaderboard: {path}")
 
 
+def make_configured_judge(args: argparse.Namespace) -> Judge | None:
+    """The judge asked for on the command line, checked before any work starts."""
+    if args.judge == "none":
+        if args.attribute_errors:
+            raise JudgeError("--attribute-errors needs a judge (--judge ...)")
+        return None
+    return make_judge(args.judge, model=args.judge_model, base_url=args.judge_base_url,
+                      cache_dir=args.judge_cache or cache_root() / "judge",
+                      concurrency=args.judge_concurrency)
+
+
 def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  # noqa: ANN201
     from p2r_eval.models import load_backend
 
@@ -128,7 +145,7 @@ def finish(
 ) -> int:
     """Print the table, regenerate the leaderboards, and choose the exit code."""
     print(results_table(results))
-    print(f"results: {output / 'results.json'}")
+    print(f"results: {output / 'results.json'}  process analysis: {output / 'analysis.md'}")
     if leaderboards:
         regenerate_leaderboards(output)
     wanted = [results["tasks"].get(name, {}) for name in settings.tasks]

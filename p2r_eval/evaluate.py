@@ -18,12 +18,20 @@ from typing import Any
 from tqdm import tqdm
 
 from p2r_eval import provenance
+from p2r_eval.analysis import ProcessAnalysis, analyze_samples, render_analysis_table
 from p2r_eval.items import Item
 from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.models.base import Backend, DecodingSettings, Request
-from p2r_eval.prompts import REQUIRED_TAGS, build_prompt, prompt_hash, style_hash
+from p2r_eval.prompts import (
+    REQUIRED_TAGS,
+    build_prompt,
+    prompt_hash,
+    question_with_options,
+    style_hash,
+)
 from p2r_eval.protocols import ItemScore, aggregate_task, score_item
 from p2r_eval.runstore import RunStore, RunStoreError
+from p2r_eval.scoring import extract_answer
 from p2r_eval.shards import Shard, shard_items
 from p2r_eval.tasks import LoadedTask, load_task
 from p2r_eval.template import parse
@@ -51,14 +59,17 @@ class EvalSettings:
     frame_cache: Path | None = None
     decode_workers: int = 0
     shard: Shard | None = None
+    attribute_errors: bool = False
 
 
 @dataclass
 class TaskOutcome:
-    """What one task's pass produced: its score entry for results.json."""
+    """What one task's pass produced: its score entry for results.json and the markdown of
+    its process analysis."""
 
     name: str
     entry: dict[str, Any]
+    analysis_markdown: str
 
 
 def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> dict[str, Any]:
@@ -80,6 +91,7 @@ def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> dic
         "rule": scored.rule,
         "note": scored.note,
         "error": None,
+        "options": list(item.options),
         "meta": _jsonable_meta(item.meta),
     }
 
@@ -143,6 +155,50 @@ def pending_items(
     ]
 
 
+@dataclass
+class SampleWriter:
+    """Scores finished generations and appends them (or errors) to one task's samples."""
+
+    task: str
+    store: RunStore
+    finished: dict[str, dict[str, Any]]
+    settings: EvalSettings
+    judge: Any
+    bar: Any
+
+    def write_output(self, item: Item, output: str) -> None:
+        scored = score_safely(item, output, self.settings.protocol, self.judge)
+        self._append(item, sample_record(item, self.settings.prompt_style, output, scored))
+
+    def write_error(self, item: Item, message: str) -> None:
+        log.warning("%s", message)
+        self._append(item, error_record(item, message))
+
+    def _append(self, item: Item, entry: dict[str, Any]) -> None:
+        self.store.append_sample(self.task, entry)
+        self.finished[item.id] = entry
+        self.bar.update(1)
+
+
+def score_safely(item: Item, output: str, protocol: str, judge: Any) -> ItemScore:
+    """Score an output; a judge failure leaves the item unscored (its output is kept, and a
+    later run with a working judge scores it) instead of losing the generation."""
+    try:
+        return score_item(item, output, protocol, judge=judge)
+    except Exception as error:  # noqa: BLE001 - any judge failure: keep the output, score later
+        return ItemScore(None, extract_answer(output), "judge",
+                         f"not scored: judge failed: {type(error).__name__}: {error}")
+
+
+def judge_pending(items: Sequence[Item], finished: dict[str, dict[str, Any]]) -> list[Item]:
+    """Generated items left unscored (no judge then, or the judge failed): score them now."""
+    return [
+        item for item in items
+        if item.id in finished and finished[item.id].get("output") is not None
+        and finished[item.id].get("score") is None and not finished[item.id].get("error")
+    ]
+
+
 def evaluate_task(
     loaded: LoadedTask,
     backend: Backend,
@@ -158,34 +214,54 @@ def evaluate_task(
     todo = pending_items(items, finished, settings.retry_errors)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=loaded.name, unit="item",
                disable=not show_progress, dynamic_ncols=True)
+    writer = SampleWriter(loaded.name, store, finished, settings, judge, bar)
+    if judge is not None:
+        for item in judge_pending(items, finished):
+            writer.write_output(item, finished[item.id]["output"])
     builder = RequestBuilder(settings.prompt_style, settings.frame_policy, backend.needs_media,
                              settings.frame_cache)
     stream = prefetch_requests(todo, builder, workers=settings.decode_workers,
                                depth=max(2 * settings.decode_workers, 2 * settings.batch_size))
-
-    def record(item: Item, output: str | None, error: str | None) -> None:
-        if error is not None:
-            log.warning("%s", error)
-            entry = error_record(item, error)
-        else:
-            scored = score_item(item, output, settings.protocol, judge=judge)
-            entry = sample_record(item, settings.prompt_style, output, scored)
-        store.append_sample(loaded.name, entry)
-        finished[item.id] = entry
-        bar.update(1)
-
     for batch in batched(stream, settings.batch_size):
         for item, request in batch:
             if isinstance(request, MediaError):
-                record(item, None, str(request))
+                writer.write_error(item, str(request))
         ready = [(item, request) for item, request in batch if isinstance(request, Request)]
-        if ready:
-            for item, output, error in generate_isolated(backend, ready):
-                record(item, output, error)
+        for item, output, error in generate_isolated(backend, ready) if ready else ():
+            if error is None:
+                writer.write_output(item, output)
+            else:
+                writer.write_error(item, error)
     bar.close()
-    entry = task_entry(loaded, items, finished, settings.protocol)
+    verdicts = attribution_verdicts(items, finished, judge) if settings.attribute_errors else None
+    entry, analysis = task_entry(loaded, items, finished, settings.protocol,
+                                 settings.prompt_style, verdicts)
     entry["wall_time_s"] = round(time.monotonic() - started, 3)
-    return TaskOutcome(loaded.name, entry)
+    return TaskOutcome(loaded.name, entry, render_analysis_table(analysis))
+
+
+def attribution_verdicts(
+    items: Sequence[Item], finished: dict[str, dict[str, Any]], judge: Any
+) -> dict[str, Any]:
+    """Observation-sufficiency verdicts for the wrong answers, for error attribution."""
+    from p2r_eval.judge import JudgeItemsFailed, SufficiencyQuery
+
+    wrong = [
+        item for item in items
+        if finished.get(item.id, {}).get("score") is not None
+        and finished[item.id]["score"] < 1.0
+        and (finished[item.id].get("segments") or {}).get("observation") is not None
+    ]
+    queries = [SufficiencyQuery(question_with_options(item), item.options, item.answer,
+                                finished[item.id]["segments"]["observation"], id=item.id)
+               for item in wrong]
+    try:
+        verdicts = judge.sufficiency_many(queries)
+    except JudgeItemsFailed as error:
+        log.warning("error attribution: %d judge calls failed; those items count as unknown",
+                    len(error.failures))
+        return {q.id: judge.cached_verdict(judge.request_for(q)) for q in queries}
+    return {query.id: verdict for query, verdict in zip(queries, verdicts, strict=True)}
 
 
 def limited(items: Sequence[Item], limit: int | None) -> list[Item]:
@@ -194,11 +270,19 @@ def limited(items: Sequence[Item], limit: int | None) -> list[Item]:
 
 
 def task_entry(
-    loaded: LoadedTask, items: Sequence[Item], finished: dict[str, dict[str, Any]], protocol: str
-) -> dict[str, Any]:
-    """The results.json entry of a task from its samples (``items`` in task order)."""
+    loaded: LoadedTask,
+    items: Sequence[Item],
+    finished: dict[str, dict[str, Any]],
+    protocol: str,
+    prompt_style: str,
+    verdicts: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], ProcessAnalysis]:
+    """The results.json entry of a task from its samples (``items`` in task order), with the
+    process analysis of its outputs (also returned, for rendering)."""
     scores = [finished[item.id].get("score") if item.id in finished else None for item in items]
     aggregate = aggregate_task(loaded.name, items, scores, protocol)
+    samples = [finished[item.id] for item in items if item.id in finished]
+    analysis = analyze_samples(samples, verdicts=verdicts, required=REQUIRED_TAGS[prompt_style])
     n_errors = sum(1 for item in items if finished.get(item.id, {}).get("error"))
     return {
         "score": aggregate.score,
@@ -208,7 +292,8 @@ def task_entry(
         "complete": all(item.id in finished for item in items),
         "breakdown": aggregate.breakdown,
         "source_format": loaded.source_format,
-    }
+        "analysis": analysis.as_dict(),
+    }, analysis
 
 
 def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> dict[str, Any]:
@@ -300,14 +385,20 @@ def run_evaluation(
             "started_at": (previous or {}).get("started_at") or _now(),
             "finished_at": None,
         }
+        analysis_sections = []
         for loaded in loaded_tasks:
             outcome = evaluate_task(loaded, backend, store, settings, judge, show_progress)
             results["tasks"][outcome.name] = outcome.entry
             store.write_results(results)
+            analysis_sections.append(f"## {outcome.name}\n\n{outcome.analysis_markdown}\n")
             if on_task_done:
                 on_task_done(results)
+        if judge is not None:
+            results["judge"] = {"config": judge.describe(), "usage": judge.usage().as_dict()}
         results["finished_at"] = _now()
         store.write_results(results)
+        (output / "analysis.md").write_text(
+            "# Process analysis\n\n" + "\n".join(analysis_sections), encoding="utf-8")
     return results
 
 

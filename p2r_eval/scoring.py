@@ -114,7 +114,7 @@ def rouge_score(prediction: str, truth: str) -> float:
     if not prediction.strip() or not truth.strip():
         return 0.0
     scores = _rouge_scorer().score(truth, prediction)
-    mean_f1 = (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3
+    mean_f1 = sum(scores[name].fmeasure for name in ("rouge1", "rouge2", "rougeL")) / 3
     return min(max(mean_f1, 0.0), 1.0)
 
 

@@ -92,7 +92,8 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
                 shard_store = RunStore(shard_dir(output, (index, count)))
                 samples.update(shard_store.load_samples(name, repair=False))
             write_samples_in_order(store, name, items, samples)
-            entry = task_entry(loaded, items, samples, settings["protocol"])
+            entry, _ = task_entry(loaded, items, samples, settings["protocol"],
+                                  settings["prompt_style"])
             entry["wall_time_s"] = max(r["tasks"][name]["wall_time_s"] for r in shard_results)
             merged["tasks"][name] = entry
         merged["finished_at"] = max(r["finished_at"] for r in shard_results)

@@ -61,7 +61,7 @@ class Segments:
     def in_order(self, tags: tuple[str, ...] = TAGS) -> bool:
         """True when the present segments among ``tags`` follow each other without overlap."""
         blocks = [self.block_spans[t] for t in tags if t in self.block_spans]
-        return all(a[1] <= b[0] for a, b in zip(blocks, blocks[1:]))
+        return all(a[1] <= b[0] for a, b in zip(blocks, blocks[1:], strict=False))
 
     def deviations(self, required: tuple[str, ...] = TAGS) -> list[str]:
         """Reasons this output breaks the template whose segments are ``required``, in order.
@@ -93,7 +93,9 @@ def parse(text: str) -> Segments:
     """Parse any model output into segments and flags. Never raises on a string."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    tokens = [(m.start(), m.end(), m.group(2), m.group(1) == "/") for m in _TAG_TOKEN.finditer(text)]
+    tokens = [
+        (m.start(), m.end(), m.group(2), m.group(1) == "/") for m in _TAG_TOKEN.finditer(text)
+    ]
     contents, content_spans, block_spans = _first_segments(text, tokens)
     walk = _walk(text, tokens)
     return Segments(
