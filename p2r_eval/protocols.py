@@ -1,0 +1,275 @@
+"""Scoring protocols: one item's score, and a task's score with its breakdown.
+
+``video-r1`` (the default) reproduces the tables of Video-R1, VideoRFT and VideoP2R with the
+rules of :mod:`p2r_eval.scoring`; ``official`` follows each benchmark's authors
+(:mod:`p2r_eval.official_scoring`). A task's YAML names its item rule and its aggregation per
+protocol; docs/benchmarks.md describes each.
+
+Under both protocols every rule sees the prediction :func:`~p2r_eval.scoring.extract_answer`
+gives (the first ``<answer>`` content, else the whole output). A score of ``None`` means the
+item was not scored: it needs a judge and none was given (or the judge's reply had no
+verdict), or the protocol does not cover it (MMVU's open-ended items under ``video-r1``).
+Unscored items are left out of the task score and counted in ``n - n_scored``; nothing is
+ever scored by a fallback rule instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import fmean
+from typing import Any
+
+from p2r_eval import official_scoring as official
+from p2r_eval.items import Item
+from p2r_eval.prompts import question_with_options
+from p2r_eval.scoring import VIDEO_R1_EVAL_RULES, extract_answer, video_r1_item_score
+from p2r_eval.tasks import TaskSpec, task_spec
+
+PROTOCOLS = ("video-r1", "official")
+
+_OPTION_PREFIX = re.compile(r"^([A-Z])\.\s?")
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """``score`` in [0, 1] or ``None`` (not scored); ``extracted``: what the rule compared;
+    ``rule``: which rule scored it; ``note``: anything a reader of the sample should know."""
+
+    score: float | None
+    extracted: str
+    rule: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """A task's score and breakdown in percent (``None``: no item scored)."""
+
+    score: float | None
+    n: int
+    n_scored: int
+    breakdown: dict[str, float]
+
+
+def check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+
+def score_item(item: Item, output: str, protocol: str, judge: Any = None) -> ItemScore:
+    """Score one model output for ``item`` under ``protocol``.
+
+    ``judge`` is anything with ``grade(question, reference, prediction)`` returning a verdict
+    whose ``sufficient`` is True, False or None (:class:`p2r_eval.judge.Judge`); without one,
+    judge-graded items are not scored. Judge errors propagate to the caller.
+    """
+    check_protocol(protocol)
+    rule_name = task_spec(item.task).scoring[protocol]["item"]
+    return ITEM_RULES[rule_name](item, output or "", judge)
+
+
+# -- item rules ------------------------------------------------------------------------------
+
+
+def video_r1_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    """Video-R1's ``reward_fn``; answer types it has no rule for are not scored."""
+    extracted = extract_answer(output)
+    if item.answer_type not in VIDEO_R1_EVAL_RULES:
+        return ItemScore(None, extracted, f"video-r1:{item.answer_type}",
+                         "not scored: outside the Video-R1 protocol for this benchmark")
+    score = video_r1_item_score(item.answer_type, output, item.solution)
+    return ItemScore(score, extracted, f"video-r1:{item.answer_type}")
+
+
+def judged(item: Item, prediction: str, judge: Any, rule: str) -> ItemScore:
+    """The judge's verdict on ``prediction`` against the reference (letter, for multiple
+    choice, with the options in the question)."""
+    if judge is None:
+        return ItemScore(None, prediction, rule, "not scored: needs a judge, none configured")
+    verdict = judge.grade(question_with_options(item), item.answer, prediction)
+    if verdict.sufficient is None:
+        return ItemScore(None, prediction, rule, "not scored: the judge's reply had no verdict")
+    return ItemScore(1.0 if verdict.sufficient else 0.0, prediction, rule, "judged")
+
+
+def vcr_answer_rule(item: Item, prediction: str, judge: Any, rule: str) -> ItemScore:
+    """VCR-Bench's answer rules: interval or box IoU when both sides are one, else the judge."""
+    geometric = official.vcr_geometric_score(prediction, item.answer)
+    if geometric is not None:
+        return ItemScore(geometric, prediction, f"{rule}:iou")
+    return judged(item, prediction, judge, f"{rule}:judge")
+
+
+def vcrbench_video_r1_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    if item.answer_type == "multiple choice":
+        return video_r1_rule(item, output, judge)
+    return vcr_answer_rule(item, extract_answer(output), judge, "video-r1:vcrbench-open")
+
+
+def vcrbench_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    return vcr_answer_rule(item, extract_answer(output), judge, "official:vcrbench")
+
+
+def vsibench_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    prediction = extract_answer(output)
+    token = official.vsibench_first_token(prediction)
+    if item.answer_type == "multiple choice":
+        score = official.vsibench_choice_score(prediction, item.answer)
+        return ItemScore(score, token, "official:vsibench-choice")
+    score = official.vsibench_number_score(prediction, item.answer)
+    return ItemScore(score, token, "official:vsibench-mra")
+
+
+def videommmu_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    """The option parser for the authors' ``multiple-choice`` questions, the open parser for
+    the rest (``question_type`` as the record gives it)."""
+    prediction = extract_answer(output)
+    note = ("empty response: the authors' aggregation drops it, p2r counts it wrong"
+            if prediction == "" else "")
+    if item.meta.get("question_type") in ("multiple-choice", "perception"):
+        parsed = official.mmmu_choice(prediction, item.options)
+        return ItemScore(float(parsed == item.answer), parsed, "official:mmmu-choice", note)
+    parsed_open = official.mmmu_open_predictions(prediction)
+    score = float(prediction != "" and official.mmmu_open_correct(item.answer, parsed_open))
+    return ItemScore(score, repr(parsed_open), "official:mmmu-open", note)
+
+
+def mmvu_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    return judged(item, extract_answer(output), judge, "official:mmvu-judge")
+
+
+def option_text(item: Item, letter: str) -> str:
+    """The text of option ``letter`` without its ``"X. "`` label (``""`` if absent)."""
+    for option in item.options:
+        match = _OPTION_PREFIX.match(option)
+        if match and match.group(1) == letter:
+            return option[match.end():]
+    return ""
+
+
+def mvbench_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    prediction = extract_answer(output)
+    reference = official.mvbench_reference(item.answer, option_text(item, item.answer))
+    note = "empty prediction: the authors' check_ans counts it correct" if not prediction else ""
+    score = float(official.mvbench_check(prediction, reference))
+    return ItemScore(score, prediction.lower().split(" ")[0], "official:mvbench-check", note)
+
+
+def tempcompass_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    """The authors' matching rules; an unmatched answer goes to the judge, or scores 0 as
+    with the authors' ``--disable_llm`` when there is no judge."""
+    prediction = extract_answer(output)
+    answer = item.meta.get("answer_text") or f"{item.answer}. {option_text(item, item.answer)}"
+    matched = official.tempcompass_choice(prediction, answer)
+    if matched is not None:
+        return ItemScore(matched, prediction, "official:tempcompass-match")
+    if judge is not None:
+        return judged(item, prediction, judge, "official:tempcompass-judge")
+    return ItemScore(0.0, prediction, "official:tempcompass-unmatched",
+                     "unmatched and no judge: 0, as the authors' --disable_llm")
+
+
+def videomme_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
+    letter = official.videomme_letter(extract_answer(output))
+    note = ("no letter found: the authors' script drops it from the denominator, p2r counts "
+            "it wrong (as lmms-eval)" if letter == "" else "")
+    return ItemScore(float(letter == item.answer), letter, "official:videomme-letter", note)
+
+
+ItemRule = Callable[[Item, str, Any], ItemScore]
+ITEM_RULES: dict[str, ItemRule] = {
+    "video_r1": video_r1_rule,
+    "vcrbench_video_r1": vcrbench_video_r1_rule,
+    "vcrbench_official": vcrbench_official_rule,
+    "vsibench_official": vsibench_official_rule,
+    "videommmu_official": videommmu_official_rule,
+    "mmvu_official": mmvu_official_rule,
+    "mvbench_official": mvbench_official_rule,
+    "tempcompass_official": tempcompass_official_rule,
+    "videomme_official": videomme_official_rule,
+}
+
+
+# -- aggregation -----------------------------------------------------------------------------
+
+
+def aggregate_task(task: str, items: Sequence[Item], scores: Sequence[float | None],
+                   protocol: str) -> TaskScore:
+    """``task``'s score from its items' scores (``None``: not scored, left out), in percent,
+    with the breakdown its YAML names."""
+    check_protocol(protocol)
+    if len(items) != len(scores):
+        raise ValueError(f"{task}: {len(items)} items but {len(scores)} scores")
+    spec = task_spec(task)
+    scored = [(item, float(score))
+              for item, score in zip(items, scores, strict=True) if score is not None]
+    return AGGREGATIONS[spec.scoring[protocol]["aggregate"]](spec, len(items), scored)
+
+
+Scored = list[tuple[Item, float]]
+
+
+def percent(values: Sequence[float]) -> float | None:
+    return 100.0 * fmean(values) if values else None
+
+
+def group_means(scored: Scored, field: str) -> dict[str, float]:
+    """``{"<field>/<value>": percent}`` for each value of ``meta[field]`` (sorted)."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for item, score in scored:
+        value = item.meta.get(field)
+        if value is not None:
+            groups[str(value)].append(score)
+    return {f"{field}/{value}": 100.0 * fmean(groups[value]) for value in sorted(groups)}
+
+
+def breakdown_of(spec: TaskSpec, scored: Scored) -> dict[str, float]:
+    breakdown: dict[str, float] = {}
+    for field in spec.breakdown:
+        breakdown.update(group_means(scored, field))
+    return breakdown
+
+
+def mean_aggregate(spec: TaskSpec, n: int, scored: Scored) -> TaskScore:
+    """The mean over scored items (Video-R1's ``mean_acc``; the authors' overall accuracy)."""
+    return TaskScore(percent([s for _, s in scored]), n, len(scored), breakdown_of(spec, scored))
+
+
+def vsibench_video_r1_aggregate(spec: TaskSpec, n: int, scored: Scored) -> TaskScore:
+    """``(mean_acc + mean_mra) / 2``: accuracy over the non-regression items and MRA over the
+    regression items, averaged with equal weight (the mean of whichever part is present)."""
+    accuracy = percent([s for item, s in scored if item.answer_type != "regression"])
+    mra = percent([s for item, s in scored if item.answer_type == "regression"])
+    parts = [part for part in (accuracy, mra) if part is not None]
+    breakdown = breakdown_of(spec, scored)
+    breakdown.update({name: value for name, value in (("mean_acc", accuracy), ("mean_mra", mra))
+                      if value is not None})
+    return TaskScore(fmean(parts) if parts else None, n, len(scored), breakdown)
+
+
+VSIBENCH_DIRECTION_TYPES = (
+    "object_rel_direction_easy", "object_rel_direction_medium", "object_rel_direction_hard",
+)
+
+
+def vsibench_official_aggregate(spec: TaskSpec, n: int, scored: Scored) -> TaskScore:
+    """The authors' overall: the unweighted mean of the per-type means, the three relative
+    direction types first averaged into one ``object_rel_direction`` category (8 in all)."""
+    by_type = group_means(scored, "question_type")
+    directions = [by_type.pop(f"question_type/{name}") for name in VSIBENCH_DIRECTION_TYPES
+                  if f"question_type/{name}" in by_type]
+    if directions:
+        by_type["question_type/object_rel_direction"] = fmean(directions)
+    score = fmean(by_type.values()) if by_type else None
+    return TaskScore(score, n, len(scored), dict(sorted(by_type.items())))
+
+
+Aggregation = Callable[[TaskSpec, int, Scored], TaskScore]
+AGGREGATIONS: dict[str, Aggregation] = {
+    "mean": mean_aggregate,
+    "vsibench_video_r1": vsibench_video_r1_aggregate,
+    "vsibench_official": vsibench_official_aggregate,
+}
