@@ -73,7 +73,7 @@ def load_image(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))
 
 
 def _build_or_error(builder: RequestBuilder, item: Item) -> Request | MediaError:
