@@ -33,6 +33,7 @@ subcommands (p2r-eval SUBCOMMAND --help):
   compare               paired bootstrap test between two runs on the same items
   probe                 perception-only probe: observations as text, no video, to a reasoner
   merge                 merge the shards of a data-parallel run (--shard I/N)
+  models                the paper's models with the settings recommended for each
 
 A run folder holds results.json and samples/<task>.jsonl; running the same command again
 resumes it (finished items are never generated twice) and a finished run is not redone.
@@ -52,8 +53,11 @@ def build_eval_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", required=True,
                        help="'demo', a local checkpoint folder, a hub id, a folder of "
                             "checkpoint-<step> folders, or replay:FILE.jsonl")
-    model.add_argument("--backend", choices=("hf",), default="hf",
-                       help="inference backend (default: hf, transformers)")
+    model.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                       help="inference backend: hf (transformers, default) or vllm (offline "
+                            "LLM, needs the vllm extra)")
+    model.add_argument("--tensor-parallel-size", type=int, default=1,
+                       help="GPUs per model replica (vllm backend)")
     model.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     model.add_argument("--batch-size", type=int, default=1, help="items per generate call")
     data = parser.add_argument_group("data")
@@ -129,6 +133,7 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
         "compare": registrar("p2r_eval.leaderboard"),
         "merge": registrar("p2r_eval.shards"),
         "probe": registrar("p2r_eval.probe"),
+        "models": registrar("p2r_eval.models_listing"),
     }
 
 

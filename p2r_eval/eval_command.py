@@ -137,7 +137,8 @@ def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  
     from p2r_eval.models import load_backend
 
     return load_backend(settings.model_spec, decoding=settings.decoding,
-                        max_pixels=settings.frame_policy.max_pixels, device=args.device)
+                        max_pixels=settings.frame_policy.max_pixels, device=args.device,
+                        backend=args.backend, tensor_parallel_size=args.tensor_parallel_size)
 
 
 def finish(

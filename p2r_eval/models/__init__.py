@@ -3,15 +3,17 @@
 Specs:
 
 - ``demo``: the tiny offline Qwen2.5-VL (:mod:`p2r_eval.models.demo`), built once into the
-  cache, run with the hf backend;
+  cache;
 - ``replay:FILE``: stored outputs (:mod:`p2r_eval.models.replay`);
-- a local checkpoint folder, or a hub id such as ``Qwen/Qwen2.5-VL-7B-Instruct``: the hf backend
-  (:mod:`p2r_eval.models.hf`). A hub id is resolved by transformers as usual: from the local
-  Hugging Face cache, or downloaded when there is network access.
+- a local checkpoint folder, or a hub id such as ``Qwen/Qwen2.5-VL-7B-Instruct``. A hub id is
+  resolved as usual: from the local Hugging Face cache, or downloaded when there is network
+  access.
 
-A vLLM backend is not part of this version. It belongs in ``p2r_eval/models/vllm.py``, a class
-with the same ``Backend`` protocol, imported lazily here (vllm is an optional extra), chosen
-by its own spec prefix; until then a ``vllm:`` spec is refused with that explanation.
+``backend`` chooses what runs a model spec: ``hf`` (transformers, :mod:`p2r_eval.models.hf`,
+the default) or ``vllm`` (vLLM's in-process engine, :mod:`p2r_eval.models.vllm_backend`,
+imported only when asked for: vllm is the optional extra ``p2r[vllm]``). Both build the same
+prompts from the same sampled frames. A replay spec needs no model, so ``backend`` does not
+apply to it. :mod:`p2r_eval.models.zoo` lists the recommended settings of the paper's models.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from pathlib import Path
 
 from p2r_eval.models.base import Backend, BackendError, DecodingSettings, Request
 
-__all__ = ["Backend", "BackendError", "DecodingSettings", "Request", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "DecodingSettings", "Request", "load_backend"]
 
+BACKENDS = ("hf", "vllm")
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SPEC_HELP = (
     "use 'demo', 'replay:FILE', a local model folder or a Hugging Face hub id (owner/name)"
@@ -46,16 +49,17 @@ def load_backend(
     decoding: DecodingSettings,
     max_pixels: int | None = None,
     device: str | None = None,
+    backend: str = "hf",
+    tensor_parallel_size: int = 1,
 ) -> Backend:
-    """The backend named by ``spec`` (see the module docs); :class:`BackendError` when
-    ``spec`` names nothing usable."""
-    if spec == "demo":
-        from p2r_eval.models.demo import ensure_demo_model
-        from p2r_eval.models.hf import HFBackend
+    """The backend named by ``spec`` (see the module docs), run by ``backend``;
+    :class:`BackendError` when ``spec`` or ``backend`` names nothing usable.
 
-        return HFBackend(
-            ensure_demo_model(), decoding=decoding, device=device, max_pixels=max_pixels
-        )
+    ``device`` is the hf backend's torch device; ``tensor_parallel_size`` the number of GPUs
+    the vllm backend shards the model over (vLLM places the model itself: choose the GPUs
+    with ``CUDA_VISIBLE_DEVICES``)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if spec.startswith("replay:"):
         from p2r_eval.models.replay import ReplayBackend
 
@@ -63,21 +67,55 @@ def load_backend(
         if not file.is_file():
             raise BackendError(f"replay file {file} does not exist")
         return ReplayBackend(file, decoding=decoding)
-    if spec.startswith("vllm:") or spec == "vllm":
-        raise BackendError("the vllm backend is not available in this version; " + SPEC_HELP)
-    return load_hf_backend(spec, decoding=decoding, max_pixels=max_pixels, device=device)
-
-
-def load_hf_backend(
-    spec: str, *, decoding: DecodingSettings, max_pixels: int | None, device: str | None
-) -> Backend:
+    model_path = resolve_model(spec)
+    if backend == "vllm":
+        return load_vllm_backend(
+            model_path, decoding=decoding, max_pixels=max_pixels, device=device,
+            tensor_parallel_size=tensor_parallel_size,
+        )
     from p2r_eval.models.hf import HFBackend
 
+    return HFBackend(model_path, decoding=decoding, device=device, max_pixels=max_pixels)
+
+
+def resolve_model(spec: str) -> str:
+    """The checkpoint a model spec names: the demo model's folder, a local folder, or a hub id
+    (left for the backend to resolve)."""
+    if spec == "demo":
+        from p2r_eval.models.demo import ensure_demo_model
+
+        return str(ensure_demo_model())
+    if spec.startswith("vllm:"):
+        raise BackendError(
+            f"{spec!r}: vllm is chosen with backend='vllm' (--backend vllm), not a spec prefix; "
+            + SPEC_HELP
+        )
     path = Path(spec).expanduser()
     if path.is_dir():
-        return HFBackend(path, decoding=decoding, device=device, max_pixels=max_pixels)
+        return str(path)
     if path.exists():
         raise BackendError(f"{spec} is a file, not a model folder; {SPEC_HELP}")
     if looks_like_local_path(spec):
         raise BackendError(f"model {spec!r} not found: no such folder; {SPEC_HELP}")
-    return HFBackend(spec, decoding=decoding, device=device, max_pixels=max_pixels)
+    return spec
+
+
+def load_vllm_backend(
+    model_path: str,
+    *,
+    decoding: DecodingSettings,
+    max_pixels: int | None,
+    device: str | None,
+    tensor_parallel_size: int,
+) -> Backend:
+    if device not in (None, "cuda"):
+        raise BackendError(
+            f"the vllm backend places the model itself (device {device!r} cannot be chosen); "
+            "select GPUs with CUDA_VISIBLE_DEVICES and --tensor-parallel-size"
+        )
+    from p2r_eval.models.vllm_backend import VLLMBackend
+
+    return VLLMBackend(
+        model_path, decoding=decoding, tensor_parallel_size=tensor_parallel_size,
+        max_pixels=max_pixels,
+    )

@@ -16,12 +16,18 @@ Decisions that affect outputs:
   generation: a sampled video pad would break the next forward pass.
 - Outputs are decoded with special tokens kept (the process tags must survive even in a
   tokenizer that marks them special), then cut at the first end-of-sequence token.
+- ``max_pixels`` is set on the sub-processors that have such a cap (Qwen's); a processor
+  that resizes to a fixed size (LLaVA-OneVision's) has none, and the run records None.
+
+Speed: on a GPU the weights are bfloat16 (float16 where bf16 is unsupported) and attention is
+flash-attention-2 when transformers finds a usable flash-attn, else PyTorch's SDPA; a batch
+is one left-padded generate call under ``torch.inference_mode``. CPU runs stay float32 + SDPA.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import logging
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +39,8 @@ import numpy as np
 import torch
 
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.bin")
@@ -75,9 +83,13 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def default_attn_implementation(device: str) -> str:
-    """flash-attention-2 on a GPU where the package is installed, otherwise SDPA."""
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+def default_attn_implementation(device: str, dtype: torch.dtype) -> str:
+    """flash-attention-2 for half precision on a GPU where transformers finds a usable
+    flash-attn package, otherwise PyTorch's SDPA (which picks its own fused kernel)."""
+    from transformers.utils import is_flash_attn_2_available
+
+    half = dtype in (torch.bfloat16, torch.float16)
+    if device.startswith("cuda") and half and is_flash_attn_2_available():
         return "flash_attention_2"
     return "sdpa"
 
@@ -109,6 +121,21 @@ def weight_files(directory: Path) -> list[Path]:
     raise BackendError(f"no weight files ({', '.join(WEIGHT_FILE_PATTERNS)}) in {directory}")
 
 
+def pixel_limited_processors(processor: Any) -> list[str]:
+    """The sub-processors of ``processor`` (``image_processor``, ``video_processor``) that
+    have a ``max_pixels`` setting. Fixed-resolution processors (LLaVA-OneVision's resize
+    every frame to one size) have none."""
+    names = []
+    for attribute in ("image_processor", "video_processor"):
+        sub = getattr(processor, attribute, None)
+        if sub is None:
+            continue
+        accepted = typing.get_type_hints(getattr(sub, "valid_kwargs", dict))
+        if "max_pixels" in accepted and "min_pixels" in accepted:
+            names.append(attribute)
+    return names
+
+
 def limit_pixels(processor: Any, max_pixels: int) -> None:
     """Cap the pixels per image and per video frame through the sub-processors' own
     ``max_pixels`` setting (lowering their ``min_pixels`` to it where that was higher,
@@ -118,14 +145,9 @@ def limit_pixels(processor: Any, max_pixels: int) -> None:
     ``AutoProcessor.from_pretrained``: that route also stores the value in the tokenizer's
     init kwargs, from where transformers forwards it to every processor call (deprecated).
     """
-    limited = 0
-    for attribute in ("image_processor", "video_processor"):
-        sub = getattr(processor, attribute, None)
-        if sub is None:
-            continue
-        accepted = typing.get_type_hints(getattr(sub, "valid_kwargs", dict))
-        if "max_pixels" not in accepted or "min_pixels" not in accepted:
-            continue
+    limited = pixel_limited_processors(processor)
+    for attribute in limited:
+        sub = getattr(processor, attribute)
         settings = sub.to_dict()
         settings["max_pixels"] = max_pixels
         min_pixels = getattr(sub, "min_pixels", None) or dict(settings.get("size") or {}).get(
@@ -134,12 +156,24 @@ def limit_pixels(processor: Any, max_pixels: int) -> None:
         if min_pixels is not None:
             settings["min_pixels"] = min(int(min_pixels), max_pixels)
         setattr(processor, attribute, type(sub).from_dict(settings))
-        limited += 1
     if not limited:
         raise BackendError(
             f"max_pixels was given but {type(processor).__name__} has no image or video "
             "processor with a max_pixels setting"
         )
+
+
+def applicable_max_pixels(processor: Any, max_pixels: int | None, model: str) -> int | None:
+    """``max_pixels`` where the processor has a pixel cap to set, else None (logged): a
+    fixed-resolution processor decides the frame size itself, and the run records that no
+    cap applied instead of one that did nothing."""
+    if max_pixels is None or pixel_limited_processors(processor):
+        return max_pixels
+    log.warning(
+        "%s: %s resizes every image and frame to a fixed size; max_pixels=%d does not apply",
+        model, type(processor).__name__, max_pixels,
+    )
+    return None
 
 
 def chat_messages(request: Request) -> list[dict[str, Any]]:
@@ -156,6 +190,15 @@ def chat_messages(request: Request) -> list[dict[str, Any]]:
         system = [{"type": "text", "text": request.system}]
         messages.insert(0, {"role": "system", "content": system})
     return messages
+
+
+def prompt_text(processor: Any, request: Request) -> str:
+    """The prompt of one request as the model reads it: its chat rendered by the processor's
+    own chat template, ending with the assistant turn's opening. Every backend that sends
+    text to a model builds it here, so that hf and vllm runs see the same prompt."""
+    return processor.apply_chat_template(
+        chat_messages(request), add_generation_prompt=True, tokenize=False
+    )
 
 
 def check_media(request: Request) -> None:
@@ -192,6 +235,38 @@ def video_metadata(request: Request) -> dict[str, Any]:
     }
 
 
+def stacks_videos(processor: Any) -> bool:
+    """True when the processor stacks a batch's videos into one tensor, so that only videos
+    with the same number of frames can share a batch: its video processor returns the frames
+    alone, without a per-video grid (Qwen's ``video_grid_thw``) that lets videos of any
+    length share a flat patch sequence. LLaVA-OneVision's stacks; Qwen-VL's do not."""
+    video_processor = getattr(processor, "video_processor", None)
+    if video_processor is None:
+        return False
+    return not any(name.endswith("_grid_thw") for name in video_processor.model_input_names)
+
+
+def stackable_groups(requests: Sequence[Request], by_frame_count: bool) -> list[list[int]]:
+    """Indices of ``requests`` split into batches the processor can stack: all of them in
+    one, or, ``by_frame_count``, one per number of video frames (requests without a video
+    join the first batch), each in request order."""
+    if not by_frame_count:
+        return [list(range(len(requests)))] if requests else []
+    by_count: dict[int, list[int]] = {}
+    without_video: list[int] = []
+    for index, request in enumerate(requests):
+        if request.frames is None:
+            without_video.append(index)
+        else:
+            by_count.setdefault(len(request.frames), []).append(index)
+    batches = list(by_count.values())
+    if without_video and batches:
+        batches[0] = sorted(batches[0] + without_video)
+    elif without_video:
+        batches = [without_video]
+    return batches
+
+
 @dataclass(frozen=True)
 class StopTokens:
     """Token ids that end an output (``end``) or only fill it (``pad``)."""
@@ -216,6 +291,27 @@ def as_id_set(value: int | Sequence[int] | None) -> set[int]:
     if isinstance(value, int):
         return {value}
     return {int(v) for v in value}
+
+
+def stop_tokens(generation_config: Any, tokenizer: Any) -> StopTokens:
+    """End ids from the checkpoint's generation config and its tokenizer; the pad id from
+    the generation config, else the tokenizer's."""
+    end = as_id_set(getattr(generation_config, "eos_token_id", None)) | as_id_set(
+        tokenizer.eos_token_id
+    )
+    pad = getattr(generation_config, "pad_token_id", None)
+    return StopTokens(end=frozenset(end), pad=pad if pad is not None else tokenizer.pad_token_id)
+
+
+def checkpoint_hashes(model_path: str) -> dict[str, str]:
+    """sha256 of the config, the weights and the processor files of a checkpoint."""
+    directory = checkpoint_directory(model_path)
+    processor_files = [directory / n for n in PROCESSOR_FILES if (directory / n).is_file()]
+    return {
+        "config_sha256": sha256_of_files([directory / "config.json"]),
+        "weights_sha256": sha256_of_files(weight_files(directory)),
+        "processor_sha256": sha256_of_files(processor_files),
+    }
 
 
 def decode_output(tokenizer: Any, token_ids: Sequence[int], stops: StopTokens) -> str:
@@ -247,8 +343,9 @@ class HFBackend:
         self._decoding = decoding
         self.device = device or default_device()
         self.torch_dtype = resolve_dtype(dtype, self.device)
-        self.attn_implementation = attn_implementation or default_attn_implementation(self.device)
-        self.max_pixels = max_pixels
+        self.attn_implementation = attn_implementation or default_attn_implementation(
+            self.device, self.torch_dtype
+        )
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_path)
             self.model = AutoModelForImageTextToText.from_pretrained(
@@ -260,24 +357,16 @@ class HFBackend:
         except (OSError, ValueError, ImportError) as error:
             raise BackendError(f"could not load model {self.model_path!r}: {error}") from error
         self.model.to(self.device).eval()
-        if max_pixels is not None:
-            limit_pixels(self.processor, max_pixels)
+        self.max_pixels = applicable_max_pixels(self.processor, max_pixels, self.model_path)
+        if self.max_pixels is not None:
+            limit_pixels(self.processor, self.max_pixels)
         if getattr(self.processor, "chat_template", None) is None:
             raise BackendError(f"{self.model_path}: the processor has no chat template")
-        self.stop_tokens = self._stop_tokens()
+        self.stop_tokens = stop_tokens(self.model.generation_config, self.processor.tokenizer)
         self.suppressed_token_ids = self._multimodal_token_ids()
 
     def decoding(self) -> DecodingSettings:
         return self._decoding
-
-    def _stop_tokens(self) -> StopTokens:
-        generation = self.model.generation_config
-        tokenizer = self.processor.tokenizer
-        end = as_id_set(generation.eos_token_id) | as_id_set(tokenizer.eos_token_id)
-        pad = generation.pad_token_id if generation.pad_token_id is not None else (
-            tokenizer.pad_token_id
-        )
-        return StopTokens(end=frozenset(end), pad=pad)
 
     def _multimodal_token_ids(self) -> list[int]:
         """Placeholder ids declared by the model config and the processor."""
@@ -309,12 +398,7 @@ class HFBackend:
         """One left-padded batch of processor outputs for ``requests``."""
         for request in requests:
             check_media(request)
-        texts = [
-            self.processor.apply_chat_template(
-                chat_messages(request), add_generation_prompt=True, tokenize=False
-            )
-            for request in requests
-        ]
+        texts = [prompt_text(self.processor, request) for request in requests]
         images = [request.image for request in requests if request.image is not None]
         videos = [request.frames for request in requests if request.frames is not None]
         media: dict[str, Any] = {}
@@ -330,8 +414,15 @@ class HFBackend:
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
     def generate(self, requests: Sequence[Request]) -> list[str]:
-        if not requests:
-            return []
+        """One output per request, in order; one generate call per stackable group."""
+        outputs: dict[int, str] = {}
+        for group in stackable_groups(requests, stacks_videos(self.processor)):
+            texts = self.generate_batch([requests[index] for index in group])
+            outputs.update(zip(group, texts, strict=True))
+        return [outputs[index] for index in range(len(requests))]
+
+    def generate_batch(self, requests: Sequence[Request]) -> list[str]:
+        """The outputs of one left-padded generate call over ``requests``."""
         inputs = self.model_inputs(requests)
         if self._decoding.do_sample:
             torch.manual_seed(self._decoding.seed)
@@ -343,13 +434,7 @@ class HFBackend:
 
     @cached_property
     def _checkpoint_hashes(self) -> dict[str, str]:
-        directory = checkpoint_directory(self.model_path)
-        processor_files = [directory / n for n in PROCESSOR_FILES if (directory / n).is_file()]
-        return {
-            "config_sha256": sha256_of_files([directory / "config.json"]),
-            "weights_sha256": sha256_of_files(weight_files(directory)),
-            "processor_sha256": sha256_of_files(processor_files),
-        }
+        return checkpoint_hashes(self.model_path)
 
     def fingerprint(self) -> dict[str, Any]:
         import transformers
