@@ -23,8 +23,9 @@ examples:
   p2r-eval --model /ckpt/Video-R1-7B --prompt r1 --tasks mvbench,videomme --data-root /data
   p2r-eval --model replay:outputs.jsonl --tasks vsibench --data-root /data --protocol official
       re-score outputs produced elsewhere (lines {"task", "id", "output"}); needs no video
-  p2r-eval --model RUN_DIR --tasks all
-      RUN_DIR holding checkpoint-<step> folders: each checkpoint is evaluated once
+  p2r-eval --model RUN_DIR --tasks all --limit 50
+      RUN_DIR holding checkpoint-<step> folders: each checkpoint is evaluated once into
+      RUN_DIR/eval, with a leaderboard row per checkpoint and a scores-by-step plot
 
 subcommands (p2r-eval SUBCOMMAND --help):
   make-demo-model DIR   build the tiny offline Qwen2.5-VL used by the demo and the tests
@@ -115,6 +116,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
                      help="evaluate only shard I of N (0-based) into OUTPUT/shards/I-of-N; the "
                           "last shard to finish merges all into OUTPUT. 'auto' takes RANK and "
                           "WORLD_SIZE from accelerate launch / torchrun")
+    run.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                     help="with a folder of checkpoint-<step> folders: keep polling it for "
+                          "new checkpoints every SECONDS (Ctrl-C stops)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

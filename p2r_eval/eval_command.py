@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
@@ -12,6 +13,13 @@ from typing import Any
 from tabulate import tabulate
 
 from p2r_eval.cache_root import cache_root
+from p2r_eval.checkpoints import (
+    eval_dir,
+    evaluate_checkpoints,
+    is_checkpoint_run,
+    watch_checkpoints,
+    write_checkpoint_reports,
+)
 from p2r_eval.evaluate import EvalSettings, finished_run, model_display_name, run_evaluation
 from p2r_eval.judge import Judge, JudgeError, make_judge
 from p2r_eval.models.base import BackendError, DecodingSettings
@@ -74,6 +82,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
+    if is_checkpoint_run(Path(settings.model_spec)):
+        return run_checkpoints_command(settings, args)
     output = args.output or default_output(settings)
     run_folder = shard_dir(output, settings.shard) if settings.shard else output
     try:
@@ -97,6 +107,37 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if settings.shard:
         return finish_shard(results, output, settings)
     return finish(results, output, settings)
+
+
+def run_checkpoints_command(settings: EvalSettings, args: argparse.Namespace) -> int:
+    """Evaluate every checkpoint of a training run folder (see p2r_eval.checkpoints)."""
+    run_dir = Path(settings.model_spec)
+    if args.output or settings.shard:
+        print("p2r-eval: --output and --shard do not apply to a folder of checkpoints "
+              f"(results go to {eval_dir(run_dir)})", file=sys.stderr)
+        return EXIT_CANNOT_START
+
+    def evaluate_and_report() -> list[tuple[int, Path]]:
+        evaluated = evaluate_checkpoints(
+            run_dir, settings, lambda spec: load_configured_backend(
+                dataclasses.replace(settings, model_spec=spec), args),
+            judge=judge, show_progress=not args.quiet)
+        for path in write_checkpoint_reports(run_dir, evaluated):
+            print(f"report: {path}")
+        return evaluated
+
+    try:
+        judge = make_configured_judge(args)
+        if args.watch:
+            watch_checkpoints(run_dir, args.watch, evaluate_and_report)
+            return EXIT_OK
+        evaluated = evaluate_and_report()
+    except (BackendError, RunStoreError, AnnotationError, JudgeError) as error:
+        print(f"p2r-eval: {error}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    for step, run in evaluated:
+        print(f"step {step}: {run}")
+    return EXIT_OK if evaluated else EXIT_ALL_FAILED
 
 
 def finish_shard(results: dict[str, Any], output: Path, settings: EvalSettings) -> int:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 PAPER_COLORS = ("#9e9e9e", "#5b7fa6", "#7a5ba6", "#5ba68a")
 MEASURED_COLORS = ("#e07b39", "#d1495b", "#edae49", "#66a182", "#00798c")
@@ -93,6 +95,46 @@ def plot_probe(
         BarSeries("text-only (model's observation)", text_only, measured=True),
     ]
     return plot_benchmark_bars(names, series, out_path, title=title)
+
+
+def plot_scores_by_step(
+    scores: Mapping[str, Sequence[tuple[int, float | None]]],
+    references: Mapping[str, Mapping[str, float | None]],
+    out_path: Path,
+    *,
+    title: str = "Benchmark scores by training step",
+) -> Path:
+    """One small panel per measured benchmark: the score (percent) against the training step,
+    with each reference row (e.g. the paper's base model and VideoP2R) as a dashed line.
+    ``scores`` maps benchmark -> [(step, score or None)]; ``references`` maps row name ->
+    {benchmark: value or None}."""
+    measured_benchmarks = {b: p for b, p in scores.items() if any(v is not None for _, v in p)}
+    if not measured_benchmarks:
+        raise ValueError("plot_scores_by_step needs at least one measured score")
+    columns = min(4, len(measured_benchmarks))
+    rows = -(-len(measured_benchmarks) // columns)
+    figure = Figure(figsize=(3.4 * columns, 2.8 * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    legend: dict[str, Any] = {}
+    for number, (benchmark, points) in enumerate(measured_benchmarks.items()):
+        axes = figure.add_subplot(rows, columns, number + 1)
+        steps, values = zip(*[(s, v) for s, v in points if v is not None], strict=True)
+        axes.plot(steps, values, marker="o", color=MEASURED_COLORS[0], label="measured")
+        for index, (name, row) in enumerate(references.items()):
+            if row.get(benchmark) is not None:
+                axes.axhline(row[benchmark], linestyle="--", linewidth=1,
+                             color=PAPER_COLORS[(index + 1) % len(PAPER_COLORS)],
+                             label=f"{name} (paper)")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_title(benchmark, fontsize="medium")
+        axes.set_xlabel("step", fontsize="small")
+        axes.set_ylabel("%", fontsize="small")
+        axes.grid(alpha=0.3)
+        legend.update(zip(*reversed(axes.get_legend_handles_labels()), strict=True))
+    figure.legend(list(legend.values()), list(legend), loc="outside lower center",
+                  ncols=len(legend), frameon=False)
+    figure.suptitle(title)
+    return _save(figure, out_path)
 
 
 def _draw_series(axes, offsets: np.ndarray, width: float, one: BarSeries, color: str) -> None:

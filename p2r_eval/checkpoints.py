@@ -1,0 +1,160 @@
+"""Evaluating a training run folder: every ``checkpoint-<step>`` scored once.
+
+``p2r-eval --model RUN_DIR`` where RUN_DIR holds ``checkpoint-<step>`` folders (the
+transformers/TRL layout) evaluates each finished checkpoint into
+``RUN_DIR/eval/checkpoint-<step>/`` (a normal run folder: resumable, so a checkpoint half
+evaluated is finished, never redone), skips those already evaluated with the same settings,
+re-lists the folder after each checkpoint so that new ones are picked up, and then writes
+
+    RUN_DIR/eval/leaderboards/main.md     one measured row per checkpoint ("step N")
+    RUN_DIR/eval/scores_by_step.png       every benchmark against the step, with the paper's
+                                          base model and VideoP2R as reference lines
+
+A checkpoint still being written (no ``trainer_state.json`` yet; the Trainer writes it last)
+is left for the next call. ``--watch SECONDS`` keeps polling for new checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from p2r_eval.evaluate import EvalSettings, finished_run, run_evaluation
+from p2r_eval.models.base import Backend
+from p2r_eval.runstore import RunStore, RunStoreError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+REFERENCE_ROWS = ("Qwen2.5-VL-7B", "VideoP2R (Ours)")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def is_checkpoint_run(path: Path) -> bool:
+    """True for a folder holding ``checkpoint-<step>`` folders."""
+    return path.is_dir() and any(
+        CHECKPOINT_PATTERN.match(child.name) for child in path.iterdir() if child.is_dir()
+    )
+
+
+def checkpoint_complete(checkpoint: Path) -> bool:
+    """Config, weights and trainer state all present: the Trainer has finished saving it."""
+    has_weights = any(any(checkpoint.glob(pattern)) for pattern in WEIGHT_PATTERNS)
+    return (checkpoint / "config.json").exists() and has_weights and (
+        checkpoint / "trainer_state.json").exists()
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Finished checkpoints by increasing step."""
+    found = []
+    for child in run_dir.iterdir():
+        match = CHECKPOINT_PATTERN.match(child.name)
+        if match and child.is_dir() and checkpoint_complete(child):
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def eval_dir(run_dir: Path) -> Path:
+    return run_dir / "eval"
+
+
+def evaluate_checkpoints(
+    run_dir: Path,
+    settings: EvalSettings,
+    load_backend: Callable[[str], Backend],
+    *,
+    judge: Any = None,
+    show_progress: bool = True,
+) -> list[tuple[int, Path]]:
+    """Evaluate every finished checkpoint not yet evaluated; return (step, run folder) of all
+    evaluated checkpoints. A checkpoint locked by another evaluator is skipped."""
+    attempted: set[int] = set()
+    while True:
+        pending = [(s, c) for s, c in list_checkpoints(run_dir) if s not in attempted]
+        if not pending:
+            break
+        step, checkpoint = pending[0]
+        attempted.add(step)
+        output = eval_dir(run_dir) / checkpoint.name
+        checkpoint_settings = dataclasses.replace(settings, model_spec=str(checkpoint))
+        if finished_run(RunStore(output).read_results(), checkpoint_settings):
+            continue
+        log.info("evaluating %s", checkpoint)
+        backend = load_backend(str(checkpoint))
+        try:
+            run_evaluation(checkpoint_settings, backend, output, judge=judge,
+                           show_progress=show_progress)
+        except RunStoreError as error:
+            log.warning("skipping %s: %s", checkpoint.name, error)
+        finally:
+            release(backend)
+    return evaluated_checkpoints(run_dir)
+
+
+def release(backend: Backend) -> None:
+    """Free a backend's memory before the next checkpoint is loaded."""
+    del backend
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def evaluated_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, eval run folder) of every checkpoint with finished results, by step."""
+    found = []
+    for step, checkpoint in list_checkpoints(run_dir):
+        output = eval_dir(run_dir) / checkpoint.name
+        results = RunStore(output).read_results()
+        if results and results.get("finished_at"):
+            found.append((step, output))
+    return found
+
+
+def write_checkpoint_reports(run_dir: Path, evaluated: list[tuple[int, Path]]) -> list[Path]:
+    """The leaderboard with a row per checkpoint and the scores-by-step plot."""
+    from p2r_eval.leaderboard import load_table, write_leaderboards
+    from p2r_eval.plots import plot_scores_by_step
+
+    if not evaluated:
+        return []
+    folder = eval_dir(run_dir)
+    paths = write_leaderboards([run for _, run in evaluated], folder / "leaderboards",
+                               names=[f"step {step}" for step, _ in evaluated])
+    table = load_table("main")
+    scores = {column.label: [(step, _task_score(run, column.task)) for step, run in evaluated]
+              for column in table.columns}
+    references = {name: {column.label: _float(value) for column, value
+                         in zip(table.columns, table.row(name).scores, strict=True)}
+                  for name in REFERENCE_ROWS}
+    paths.append(plot_scores_by_step(scores, references, folder / "scores_by_step.png"))
+    return paths
+
+
+def _task_score(run: Path, task: str) -> float | None:
+    results = RunStore(run).read_results() or {}
+    return results.get("tasks", {}).get(task, {}).get("score")
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def watch_checkpoints(run_dir: Path, interval_s: float, evaluate: Callable[[], Any]) -> None:
+    """Call ``evaluate`` now and every ``interval_s`` seconds until interrupted (Ctrl-C)."""
+    try:
+        while True:
+            evaluate()
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        log.info("stopped watching %s", run_dir)
