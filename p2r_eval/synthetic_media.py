@@ -4,7 +4,8 @@ Every frame is drawn by :func:`render_frame`: a smooth seeded texture that scrol
 that moves, and the frame number written as a 16-bit bar code along the top edge, so that
 any decoded frame can be identified (:func:`read_frame_number`) and no two frames of a clip
 are alike. The same arguments always give a byte-identical file: the encoders used here
-(libx264, mpeg4) are deterministic, and the muxer writes no creation time.
+(libx264, mpeg4) are deterministic when single-threaded, and the muxer writes no creation
+time.
 
 Bad media for error-path tests: :func:`write_zero_byte_file`, :func:`write_text_file`,
 :func:`write_truncated_copy`, :func:`write_corrupted_copy`, :func:`write_audio_only`,
@@ -135,14 +136,20 @@ def write_vfr_video(
     seed: int = 0,
     codec: str | None = None,
 ) -> Path:
-    """Write one synthetic frame per timestamp (seconds, increasing): a variable-rate clip."""
-    if any(b <= a for a, b in zip(timestamps, timestamps[1:])):
-        raise ValueError("timestamps must be strictly increasing")
+    """Write one synthetic frame per timestamp (seconds, increasing): a variable-rate clip.
+
+    Timestamps are kept to the millisecond; the encoder is told a nominal 30 fps (its rate
+    control needs one), the container records the real times.
+    """
+    milliseconds = [round(t * 1000) for t in timestamps]
+    gaps = np.diff(milliseconds)
+    if not milliseconds or (gaps <= 0).any():
+        raise ValueError("timestamps must be non-empty and increase by at least 1 ms")
     time_base = Fraction(1, 1000)
     return _encode(
         Path(path),
-        timestamps=[Fraction(round(t * 1000), 1000) for t in timestamps],
-        rate=round(len(timestamps) / max(timestamps[-1], 1e-3)) or 1,
+        timestamps=[Fraction(ms, 1000) for ms in milliseconds],
+        rate=30,
         time_base=time_base,
         width=width,
         height=height,
@@ -178,6 +185,7 @@ def _encode(
         stream.codec_context.time_base = time_base
         stream.codec_context.gop_size = gop
         stream.codec_context.max_b_frames = b_frames
+        stream.codec_context.thread_count = 1  # the bitstream must not depend on the machine
         if codec == "libx264":
             stream.options = {"preset": preset, "crf": "23"}
         else:
@@ -275,11 +283,13 @@ def write_audio_only(path: str | Path, *, seconds: float = 1.0, rate: int = 1600
 
 
 def write_empty_video(path: str | Path, *, width: int = 64, height: int = 48) -> Path:
-    """A valid container with a video stream that holds no frames."""
+    """A valid container with a video stream that holds no frames.
+
+    Use an ``.avi`` name: the MP4 and Matroska muxers drop or refuse a track without frames.
+    """
     path = Path(path)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(default_video_codec(), rate=30)
+        stream = container.add_stream("mpeg4", rate=30)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        container.mux(stream.encode(None))
+        container.start_encoding()
     return path
-
