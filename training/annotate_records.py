@@ -24,6 +24,7 @@ from typing import Any
 
 from p2r_eval.formats.paths import frames_folder_or_video, locate_media
 from p2r_eval.items import Item
+from p2r_eval.runstore import jsonl_lines
 from p2r_eval.scoring import extract_answer
 from p2r_eval.template import parse
 
@@ -88,7 +89,7 @@ def _json_records(path: Path, text: str) -> list[tuple[str, Any]]:
             raise AnnotateInputError(f"{path}: not valid JSON ({error})") from None
         return [(f"record {index}", record) for index, record in enumerate(data)]
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         try:

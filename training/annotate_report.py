@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 from p2r_eval.judge.usage import price_per_mtok
 from p2r_eval.template import parse
+from p2r_eval.untrusted import visible_controls
 from training.annotate_records import VQARecord
 from training.annotate_store import STEPS, StepState
 
@@ -233,7 +234,9 @@ def render_summary(summary: dict[str, Any]) -> str:
         for kind in ("dropped", "failed")
         for reason, count in counts[kind].items()
     ]
-    type_rows = [[name, *row.values()] for name, row in summary["by_problem_type"].items()]
+    # Problem types come from the input file as written (invalid ones included).
+    type_rows = [[visible_controls(name), *row.values()]
+                 for name, row in summary["by_problem_type"].items()]
     usage = summary["judge_usage"]
     cost = usage["estimated_cost_usd"]
     parts = [
@@ -242,7 +245,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         tabulate(step_rows, ["step", "in", "passed", "dropped", "failed", "pending"]),
         tabulate(reason_rows, ["step", "outcome", "reason", "items"]) if reason_rows else "",
         tabulate(type_rows, ["problem type", "in", *STATUSES]),
-        f"judge {', '.join(usage['models']) or '-'}: {usage['live']} live replies, "
+        f"judge {visible_controls(', '.join(usage['models'])) or '-'}: {usage['live']} "
+        "live replies, "
         f"{usage['cached']} cached, {usage['no_verdict']} without a verdict, {usage['errors']} "
         f"errors; {usage['input_tokens']} input + "
         f"{usage['output_tokens']} output tokens; estimated cost "

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.runstore import RunStore
+from p2r_eval.runstore import RunStore, jsonl_lines
 
 STEPS = ("generate", "verify", "judge")
 STEP_FILES = {"generate": "generated.jsonl", "verify": "verified.jsonl", "judge": "judged.jsonl"}
@@ -68,7 +68,7 @@ class AnnotationStore(RunStore):
         state: StepState = {step: {} for step in STEPS}
         for step in STEPS:
             path = self.samples_path(step)
-            lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+            lines = jsonl_lines(path.read_text(encoding="utf-8")) if path.is_file() else []
             for line in lines:
                 try:
                     entry = json.loads(line)

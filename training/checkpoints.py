@@ -1,0 +1,67 @@
+"""Resuming a run: which checkpoint, and loading its weights correctly.
+
+Two things transformers' ``Trainer`` gets wrong for these runs, fixed here for both trainers:
+
+- ``resume_from_checkpoint=True`` takes the newest ``checkpoint-<step>`` folder even when the
+  run was killed while writing it (weights there, trainer state not yet):
+  :func:`newest_complete_checkpoint` only takes folders whose ``trainer_state.json`` exists,
+  the file the Trainer writes last.
+- The Trainer loads a checkpoint's raw safetensors into the model with ``strict=False``.
+  Qwen2.5-VL checkpoints are written under the legacy key names (``visual.*``,
+  ``model.layers.*``) while the modules are ``model.visual.*`` / ``model.language_model.*``,
+  so no key matches and training would silently go on from the initial weights.
+  :class:`ResumesThroughFromPretrained` loads them through ``from_pretrained``, which maps
+  the keys, and requires every key to match.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a ``checkpoint-<step>`` folder, -1 for any other name."""
+    match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(match.group(1)) if match else -1
+
+
+def newest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` in ``run_dir`` that holds its trainer state."""
+    complete = [p for p in Path(run_dir).glob("checkpoint-*")
+                if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
+    return max(complete, key=checkpoint_step, default=None)
+
+
+def resume_target(resume: bool | str | None, output_dir: Path) -> str | None:
+    """What to pass the Trainer as ``resume_from_checkpoint``: an explicit path as given;
+    for ``True`` the newest complete checkpoint (``None``, with a warning, when there is
+    none yet: the run starts from the beginning)."""
+    if resume is None or resume is False:
+        return None
+    if resume is not True:
+        return str(resume)
+    checkpoint = newest_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        logger.warning("--resume: no complete checkpoint in %s, starting from the beginning",
+                       output_dir)
+        return None
+    return str(checkpoint)
+
+
+class ResumesThroughFromPretrained:
+    """Trainer mixin: a resumed run gets its weights through ``from_pretrained``."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        target = model if model is not None else self.model
+        if self.is_fsdp_enabled or hasattr(target, "peft_config"):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
+        target.load_state_dict(saved.state_dict(), strict=True)

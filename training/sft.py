@@ -1,0 +1,82 @@
+"""SFT warm-up on VideoP2R-CoT records, with TRL's ``SFTTrainer``.
+
+TRL's SFT collator handles images, not video, so the trainer gets :class:`SFTCollator`
+(decode at collate time, prompt masked out of the loss) and its own dataset preparation is
+skipped (``skip_prepare_dataset``; rows keep their item columns, ``remove_unused_columns``
+off). The checkpoint is the model and its *original* processor, saved with
+``save_pretrained``, so ``p2r-eval --model DIR`` loads it like any checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trl import SFTConfig, SFTTrainer
+
+from p2r_eval.media import RequestBuilder
+from p2r_eval.video import FramePolicy
+from training.checkpoints import ResumesThroughFromPretrained, resume_target
+from training.collate import SFTCollator, training_processor
+from training.data import default_media_root, read_records, sft_rows, to_dataset
+from training.vision import freeze_vision_tower
+
+# Settings a video SFT run cannot do without; everything else is the caller's SFTConfig.
+REQUIRED_SFT_SETTINGS: dict[str, Any] = {
+    "dataset_kwargs": {"skip_prepare_dataset": True},
+    "remove_unused_columns": False,
+    "max_length": None,  # truncation would cut video placeholders off their features
+}
+
+
+class VideoSFTTrainer(ResumesThroughFromPretrained, SFTTrainer):
+    """TRL's SFTTrainer whose resumed runs get their weights back (see
+    :mod:`training.checkpoints`)."""
+
+
+def sft_config(output_dir: str | Path, **settings: Any) -> SFTConfig:
+    """An ``SFTConfig`` for video SFT: ``settings`` plus :data:`REQUIRED_SFT_SETTINGS`."""
+    return SFTConfig(output_dir=str(output_dir), **{**settings, **REQUIRED_SFT_SETTINGS})
+
+
+def build_sft_trainer(model: str, config: Any, rows: list[dict[str, Any]], *,
+                      policy: FramePolicy, prompt_style: str = "p2r",
+                      frame_cache: Path | None = None, freeze_vision: bool = False,
+                      callbacks: list | None = None) -> VideoSFTTrainer:
+    """A :class:`VideoSFTTrainer` over dataset ``rows`` (:func:`training.data.sft_rows`),
+    prompts in ``prompt_style`` (:mod:`p2r_eval.prompts`)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model)
+    builder = RequestBuilder(prompt_style, policy, frame_cache=frame_cache)
+    trainer = VideoSFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=to_dataset(rows),
+        processing_class=processor,
+        data_collator=SFTCollator(training_processor(processor, policy), builder),
+        callbacks=callbacks,
+    )
+    if freeze_vision:
+        freeze_vision_tower(trainer.model)
+    return trainer
+
+
+def run_sft(model: str, data: Path, output: Path, config: Any, *, media_root: Path | None = None,
+            policy: FramePolicy, process_aware: bool = True, frame_cache: Path | None = None,
+            freeze_vision: bool = False, resume: bool | str | None = None) -> Path:
+    """Train and save the checkpoint (model + processor) and the trainer state (for
+    ``p2r-train plot``) into ``output``.
+
+    ``process_aware=False`` is the paper's process-agnostic SFT: think/answer targets and
+    Video-R1's prompt (``r1``); evaluate such a checkpoint with ``p2r-eval --prompt r1``.
+    """
+    rows = sft_rows(read_records(data), default_media_root(data, media_root),
+                    process_aware=process_aware)
+    trainer = build_sft_trainer(model, config, rows, policy=policy,
+                                prompt_style="p2r" if process_aware else "r1",
+                                frame_cache=frame_cache, freeze_vision=freeze_vision)
+    trainer.train(resume_from_checkpoint=resume_target(resume, output))
+    trainer.save_model(str(output))
+    trainer.save_state()
+    return output
