@@ -50,13 +50,15 @@ def checkpoint_complete(checkpoint: Path) -> bool:
         checkpoint / "trainer_state.json").exists()
 
 
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Finished checkpoints by increasing step."""
+def list_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path]]:
+    """Finished checkpoints by increasing step (only steps that are multiples of ``every``)."""
     found = []
     for child in run_dir.iterdir():
         match = CHECKPOINT_PATTERN.match(child.name)
         if match and child.is_dir() and checkpoint_complete(child):
-            found.append((int(match.group(1)), child))
+            step = int(match.group(1))
+            if not every or step % every == 0:
+                found.append((step, child))
     return sorted(found)
 
 
@@ -71,19 +73,21 @@ def evaluate_checkpoints(
     *,
     judge: Any = None,
     show_progress: bool = True,
+    every: int = 0,
 ) -> list[tuple[int, Path]]:
     """Evaluate every finished checkpoint not yet evaluated; return (step, run folder) of all
     evaluated checkpoints. A checkpoint locked by another evaluator is skipped."""
     attempted: set[int] = set()
     while True:
-        pending = [(s, c) for s, c in list_checkpoints(run_dir) if s not in attempted]
+        pending = [(s, c) for s, c in list_checkpoints(run_dir, every) if s not in attempted]
         if not pending:
             break
         step, checkpoint = pending[0]
         attempted.add(step)
         output = eval_dir(run_dir) / checkpoint.name
         checkpoint_settings = dataclasses.replace(settings, model_spec=str(checkpoint))
-        if finished_run(RunStore(output).read_results(), checkpoint_settings):
+        if finished_run(RunStore(output).read_results(), checkpoint_settings,
+                        judging=judge is not None):
             continue
         log.info("evaluating %s", checkpoint)
         backend = load_backend(str(checkpoint))
@@ -94,7 +98,7 @@ def evaluate_checkpoints(
             log.warning("skipping %s: %s", checkpoint.name, error)
         finally:
             release(backend)
-    return evaluated_checkpoints(run_dir)
+    return evaluated_checkpoints(run_dir, every)
 
 
 def release(backend: Backend) -> None:
@@ -110,10 +114,10 @@ def release(backend: Backend) -> None:
         pass
 
 
-def evaluated_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+def evaluated_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path]]:
     """(step, eval run folder) of every checkpoint with finished results, by step."""
     found = []
-    for step, checkpoint in list_checkpoints(run_dir):
+    for step, checkpoint in list_checkpoints(run_dir, every):
         output = eval_dir(run_dir) / checkpoint.name
         results = RunStore(output).read_results()
         if results and results.get("finished_at"):

@@ -98,6 +98,11 @@ def build_eval_parser() -> argparse.ArgumentParser:
     judge.add_argument("--judge-cache", type=Path, default=None,
                        help="judge reply cache folder (default: ~/.cache/p2r/judge)")
     judge.add_argument("--judge-concurrency", type=int, default=8)
+    judge.add_argument("--judge-max-retries", type=int, default=6,
+                       help="retries per judge request (exponential backoff); once one request "
+                            "has spent them, no more items are sent to the judge in this run")
+    judge.add_argument("--judge-timeout", type=float, default=120.0,
+                       help="seconds per judge call")
     judge.add_argument("--attribute-errors", action="store_true",
                        help="ask the judge whether each wrong answer's observation was "
                             "sufficient: perception vs reasoning failures in the analysis")
@@ -119,6 +124,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
     run.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                      help="with a folder of checkpoint-<step> folders: keep polling it for "
                           "new checkpoints every SECONDS (Ctrl-C stops)")
+    run.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                     help="with a folder of checkpoints: only those whose step is a multiple "
+                          "of STEPS")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

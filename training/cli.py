@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from training.auto_eval import add_auto_eval_options, auto_eval_callbacks
+
 OVERVIEW = """\
 subcommands (p2r-train SUBCOMMAND --help):
   annotate  process-aware CoT data: teacher generation, verification, observation sufficiency
@@ -116,6 +118,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                      help="resume from CHECKPOINT, or from the newest complete one in --output")
     run.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU exists")
+    add_auto_eval_options(parser)
 
 
 def _frame_policy(args: argparse.Namespace):  # noqa: ANN202 - p2r_eval imported lazily
@@ -196,7 +199,8 @@ def run_sft_command(args: argparse.Namespace) -> int:
     output = run_sft(_resolve_model(args.model), args.data, args.output, config,
                      media_root=args.media_root, policy=_frame_policy(args),
                      process_aware=not args.process_agnostic, frame_cache=args.frame_cache,
-                     freeze_vision=args.freeze_vision, resume=args.resume)
+                     freeze_vision=args.freeze_vision, resume=args.resume,
+                     callbacks=auto_eval_callbacks(args, "r1" if args.process_agnostic else "p2r"))
     _report(f"SFT checkpoint written to {output}")
     return 0
 
@@ -284,7 +288,8 @@ def run_grpo_command(args: argparse.Namespace) -> int:
     output = run_grpo(_resolve_model(args.model), args.data, args.output, config,
                       media_root=args.media_root, policy=_frame_policy(args), design=design,
                       judge=build_judge(args, design.needs_judge), frame_cache=args.frame_cache,
-                      freeze_vision=args.freeze_vision, resume=args.resume)
+                      freeze_vision=args.freeze_vision, resume=args.resume,
+                      callbacks=auto_eval_callbacks(args, "p2r"))
     _report(f"GRPO checkpoint written to {output}")
     return 0
 

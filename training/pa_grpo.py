@@ -373,16 +373,17 @@ def design_advantages(rewards: torch.Tensor, design: RewardDesign,
 def run_grpo(model: str, data: Path, output: Path, config: GRPOConfig, *,
              media_root: Path | None = None, policy: FramePolicy, design: RewardDesign,
              judge: Any = None, frame_cache: Path | None = None, freeze_vision: bool = False,
-             resume: bool | str | None = None) -> Path:
+             resume: bool | str | None = None, callbacks: list | None = None) -> Path:
     """Train with PA-GRPO (or the ablation ``design`` names) and save model + processor
-    and the trainer state (for ``p2r-train plot``) into ``output``."""
+    and the trainer state (for ``p2r-train plot``) into ``output``. ``callbacks`` are extra
+    trainer callbacks (e.g. the automatic checkpoint evaluation)."""
     from transformers import AutoProcessor
 
     rows = rl_rows(read_records(data), default_media_root(data, media_root))
     trainer = PAGRPOTrainer(
         model, config, to_dataset(rows), AutoProcessor.from_pretrained(model),
         builder=RequestBuilder("p2r", policy, frame_cache=frame_cache), design=design,
-        judge=judge, freeze_vision=freeze_vision,
+        judge=judge, freeze_vision=freeze_vision, callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume_target(resume, output))
     trainer.save_model(str(output))

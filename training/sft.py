@@ -64,9 +64,11 @@ def build_sft_trainer(model: str, config: Any, rows: list[dict[str, Any]], *,
 
 def run_sft(model: str, data: Path, output: Path, config: Any, *, media_root: Path | None = None,
             policy: FramePolicy, process_aware: bool = True, frame_cache: Path | None = None,
-            freeze_vision: bool = False, resume: bool | str | None = None) -> Path:
+            freeze_vision: bool = False, resume: bool | str | None = None,
+            callbacks: list | None = None) -> Path:
     """Train and save the checkpoint (model + processor) and the trainer state (for
-    ``p2r-train plot``) into ``output``.
+    ``p2r-train plot``) into ``output``. ``callbacks`` are extra trainer callbacks (e.g. the
+    automatic checkpoint evaluation).
 
     ``process_aware=False`` is the paper's process-agnostic SFT: think/answer targets and
     Video-R1's prompt (``r1``); evaluate such a checkpoint with ``p2r-eval --prompt r1``.
@@ -75,7 +77,8 @@ def run_sft(model: str, data: Path, output: Path, config: Any, *, media_root: Pa
                     process_aware=process_aware)
     trainer = build_sft_trainer(model, config, rows, policy=policy,
                                 prompt_style="p2r" if process_aware else "r1",
-                                frame_cache=frame_cache, freeze_vision=freeze_vision)
+                                frame_cache=frame_cache, freeze_vision=freeze_vision,
+                                callbacks=callbacks)
     trainer.train(resume_from_checkpoint=resume_target(resume, output))
     trainer.save_model(str(output))
     trainer.save_state()
