@@ -2,15 +2,19 @@
 PYTHON_ENV := .venv
 BIN := $(PYTHON_ENV)/bin
 
-.PHONY: setup demo test lint
+.PHONY: setup setup-lmms demo test lint
 
 setup:
 	bash scripts/setup_env.sh
 
+# lmms-eval in an environment of its own (.venv-lmms), for the interop tests.
+setup-lmms:
+	bash scripts/setup_lmms_env.sh
+
 demo: setup
 	$(BIN)/p2r-eval --model demo --tasks all --output runs/demo
 
-test: setup
+test: setup setup-lmms
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -50,11 +50,20 @@ class RequestBuilder:
         return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
 
     def sample(self, item: Item) -> SampledFrames:
-        if item.media_type == "frames":
-            return load_frame_folder(item.media, self.policy)
-        if self.frame_cache is None:
-            return sample_frames(item.media, policy=self.policy)
-        return FrameCache(self.frame_cache).get_or_sample(item.media, self.policy, _sample_video)
+        return sample_media(item.media, item.media_type, self.policy, self.frame_cache)
+
+
+def sample_media(
+    path: Path, media_type: str, policy: FramePolicy, frame_cache: Path | None = None
+) -> SampledFrames:
+    """The frames ``policy`` takes from a video file (``media_type`` "video") or a frame folder
+    ("frames"), through the frame cache when one is given: the one way every caller (p2r-eval,
+    the lmms-eval interop) turns a media path into model frames."""
+    if media_type == "frames":
+        return load_frame_folder(path, policy)
+    if frame_cache is None:
+        return sample_frames(path, policy=policy)
+    return FrameCache(frame_cache).get_or_sample(path, policy, _sample_video)
 
 
 def _sample_video(path: Path, policy: FramePolicy) -> SampledFrames:
@@ -70,10 +79,19 @@ def _check_media_named(item: Item) -> None:
 
 
 def load_image(path: Path) -> np.ndarray:
+    """The image as RGB. Only a regular file is opened (reading a named pipe would block
+    forever), and an image over PIL's decompression-bomb limit is refused; both as OSError."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        return np.array(image.convert("RGB"))
+    path = Path(path)
+    if not path.is_file():
+        reason = "not a regular file" if path.exists() else "image file not found"
+        raise OSError(f"{path}: {reason}")
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))
+    except Image.DecompressionBombError as error:
+        raise OSError(f"{path}: {error}") from None
 
 
 def _build_or_error(builder: RequestBuilder, item: Item) -> Request | MediaError:

@@ -354,13 +354,16 @@ def _container_index(path: Path) -> _FrameIndex | None:
     MP4/MOV (and AVI) list every sample with its position, decode timestamp and keyframe
     flag. Without frame reordering, decode order is display order and the index is all the
     plan needs; it saves a demux pass (a tenth of the time on long videos). None when the
-    index is partial (e.g. Matroska cues) or the codec may reorder frames.
+    index is partial (e.g. Matroska cues), the codec may reorder frames, or PyAV is older
+    than 17 (no index entries): the demux pass then builds the index.
     """
     container, stream = _open_video(path)
     with container:
         if stream.codec_context.has_b_frames or stream.frames <= 0:
             return None
-        entries = stream.index_entries
+        entries = getattr(stream, "index_entries", None)  # PyAV >= 17
+        if not entries:
+            return None
         kept = [(e.timestamp, e.flags) for e in entries if not e.flags & _INDEX_DISCARD]
         if len(kept) != stream.frames:
             return None

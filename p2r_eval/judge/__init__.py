@@ -4,48 +4,50 @@ Build one with :func:`make_judge` (backends ``anthropic``, ``openai``, ``local``
 ``judge.sufficiency(...)`` / ``judge.grade(...)`` or their ``*_many`` batch forms; large
 Anthropic jobs can go through :func:`judge_batch` (Message Batches API). See
 ``p2r_eval/judge/prompts.py`` for the prompt-injection design and what its tests prove.
+
+Names are imported on first use, so a light user of one submodule (the analysis needs
+only ``judge.prompts``) does not pay for importing the SDKs.
 """
+from __future__ import annotations
 
-from p2r_eval.judge.base import (
-    Completion,
-    JudgeBackend,
-    JudgeConfigError,
-    JudgeError,
-    TransientJudgeError,
-)
-from p2r_eval.judge.batches import collect_batch, judge_batch, submit_batch, wait_for_batch
-from p2r_eval.judge.cache import ReplyCache, cache_key
-from p2r_eval.judge.core import Judge, JudgeItemsFailed, JudgeRequest
-from p2r_eval.judge.factory import BACKENDS, make_judge
-from p2r_eval.judge.prompts import GRADE_PROMPT_VERSION, SUFFICIENCY_PROMPT_VERSION
-from p2r_eval.judge.retry import RetriesExhausted, RetryPolicy
-from p2r_eval.judge.usage import Usage
-from p2r_eval.judge.verdicts import GradeQuery, SufficiencyQuery, Verdict, parse_verdict_reply
+import importlib
+from typing import Any
 
-__all__ = [
-    "BACKENDS",
-    "GRADE_PROMPT_VERSION",
-    "SUFFICIENCY_PROMPT_VERSION",
-    "Completion",
-    "GradeQuery",
-    "Judge",
-    "JudgeBackend",
-    "JudgeConfigError",
-    "JudgeError",
-    "JudgeItemsFailed",
-    "JudgeRequest",
-    "ReplyCache",
-    "RetriesExhausted",
-    "RetryPolicy",
-    "SufficiencyQuery",
-    "TransientJudgeError",
-    "Usage",
-    "Verdict",
-    "cache_key",
-    "collect_batch",
-    "judge_batch",
-    "make_judge",
-    "parse_verdict_reply",
-    "submit_batch",
-    "wait_for_batch",
-]
+_EXPORTS = {
+    "BACKENDS": "p2r_eval.judge.factory",
+    "Completion": "p2r_eval.judge.base",
+    "GRADE_PROMPT_VERSION": "p2r_eval.judge.prompts",
+    "GradeQuery": "p2r_eval.judge.verdicts",
+    "Judge": "p2r_eval.judge.core",
+    "JudgeBackend": "p2r_eval.judge.base",
+    "JudgeConfigError": "p2r_eval.judge.base",
+    "JudgeError": "p2r_eval.judge.base",
+    "JudgeItemsFailed": "p2r_eval.judge.core",
+    "JudgeRequest": "p2r_eval.judge.core",
+    "ReplyCache": "p2r_eval.judge.cache",
+    "RetriesExhausted": "p2r_eval.judge.retry",
+    "RetryPolicy": "p2r_eval.judge.retry",
+    "SUFFICIENCY_PROMPT_VERSION": "p2r_eval.judge.prompts",
+    "SufficiencyQuery": "p2r_eval.judge.verdicts",
+    "TransientJudgeError": "p2r_eval.judge.base",
+    "Usage": "p2r_eval.judge.usage",
+    "Verdict": "p2r_eval.judge.verdicts",
+    "cache_key": "p2r_eval.judge.cache",
+    "collect_batch": "p2r_eval.judge.batches",
+    "judge_batch": "p2r_eval.judge.batches",
+    "make_judge": "p2r_eval.judge.factory",
+    "parse_verdict_reply": "p2r_eval.judge.verdicts",
+    "submit_batch": "p2r_eval.judge.batches",
+    "wait_for_batch": "p2r_eval.judge.batches",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import an exported name from its submodule the first time it is asked for."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
