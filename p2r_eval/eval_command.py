@@ -21,16 +21,16 @@ from p2r_eval.checkpoints import (
     write_checkpoint_reports,
 )
 from p2r_eval.evaluate import EvalSettings, finished_run, model_display_name, run_evaluation
-from p2r_eval.judge import Judge, JudgeError, make_judge
+from p2r_eval.judge.base import JudgeError
 from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
-from p2r_eval.tasks import AnnotationError, resolve_task_names
+from p2r_eval.tasks import AnnotationError, load_task, resolve_task_names
 from p2r_eval.video import FramePolicy
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ALL_FAILED, EXIT_CANNOT_START = 0, 1, 2
+EXIT_OK, EXIT_ALL_FAILED, EXIT_CANNOT_START, EXIT_JUDGE_PENDING = 0, 1, 2, 3
 
 
 def settings_from_args(args: argparse.Namespace) -> EvalSettings:
@@ -91,15 +91,18 @@ def run_eval_command(args: argparse.Namespace) -> int:
     except RunStoreError as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
-    if finished_run(previous, settings):
+    if finished_run(previous, settings, judging=args.judge != "none"):
         print(f"{run_folder}: this run is already finished; nothing to do.")
         results = previous
     else:
         try:
+            # Everything that can refuse the run is checked before a model is loaded.
+            RunStore(run_folder).check_free()
+            loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
             judge = make_configured_judge(args)
             backend = load_configured_backend(settings, args)
             results = run_evaluation(settings, backend, run_folder, judge=judge,
-                                     show_progress=not args.quiet)
+                                     show_progress=not args.quiet, loaded_tasks=loaded_tasks)
         except (BackendError, RunStoreError, AnnotationError, FileNotFoundError,
                 JudgeError) as error:
             print(f"p2r-eval: {error}", file=sys.stderr)
@@ -121,7 +124,7 @@ def run_checkpoints_command(settings: EvalSettings, args: argparse.Namespace) ->
         evaluated = evaluate_checkpoints(
             run_dir, settings, lambda spec: load_configured_backend(
                 dataclasses.replace(settings, model_spec=spec), args),
-            judge=judge, show_progress=not args.quiet)
+            judge=judge, show_progress=not args.quiet, every=args.checkpoint_every)
         for path in write_checkpoint_reports(run_dir, evaluated):
             print(f"report: {path}")
         return evaluated
@@ -163,15 +166,19 @@ def regenerate_leaderboards(output: Path) -> None:
         print(f"leaderboard: {path}")
 
 
-def make_configured_judge(args: argparse.Namespace) -> Judge | None:
-    """The judge asked for on the command line, checked before any work starts."""
+def make_configured_judge(args: argparse.Namespace) -> Any:
+    """The judge asked for on the command line (a ``p2r_eval.judge.Judge``, imported only
+    then), checked before any work starts."""
+    from p2r_eval.judge import make_judge
+
     if args.judge == "none":
         if args.attribute_errors:
             raise JudgeError("--attribute-errors needs a judge (--judge ...)")
         return None
     return make_judge(args.judge, model=args.judge_model, base_url=args.judge_base_url,
                       cache_dir=args.judge_cache or cache_root() / "judge",
-                      concurrency=args.judge_concurrency)
+                      concurrency=args.judge_concurrency, max_retries=args.judge_max_retries,
+                      timeout_s=args.judge_timeout)
 
 
 def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  # noqa: ANN201
@@ -195,4 +202,19 @@ def finish(
     failed = sum(entry.get("n_errors", 0) for entry in wanted)
     if failed:
         print(f"{failed} of {total} items failed; their errors are in samples/<task>.jsonl")
-    return EXIT_ALL_FAILED if total and failed == total else EXIT_OK
+    if total and failed == total:
+        return EXIT_ALL_FAILED
+    return EXIT_JUDGE_PENDING if report_judge_pending(results, wanted) else EXIT_OK
+
+
+def report_judge_pending(results: dict[str, Any], entries: list[dict[str, Any]]) -> bool:
+    """Say (on stderr) why items a configured judge should have graded are not graded, and
+    how to finish them; True if there are any."""
+    pending = sum(entry.get("n_judge_pending", 0) for entry in entries)
+    if not pending or "judge" not in results:
+        return False
+    reason = results["judge"].get("gave_up") or "the judge failed on them"
+    print(f"p2r-eval: {pending} judge-graded items are not scored yet ({reason}). Their outputs "
+          "are kept: run the same command again to score them (judge replies already received "
+          "are cached, no finished call is repeated).", file=sys.stderr)
+    return True

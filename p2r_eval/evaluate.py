@@ -20,6 +20,8 @@ from tqdm import tqdm
 from p2r_eval import provenance
 from p2r_eval.analysis import ProcessAnalysis, analyze_samples, render_analysis_table
 from p2r_eval.items import Item
+from p2r_eval.judge.base import JudgeError
+from p2r_eval.judge.retry import RetriesExhausted
 from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.models.base import Backend, DecodingSettings, Request
 from p2r_eval.prompts import (
@@ -29,7 +31,7 @@ from p2r_eval.prompts import (
     question_with_options,
     style_hash,
 )
-from p2r_eval.protocols import ItemScore, aggregate_task, score_item
+from p2r_eval.protocols import NO_JUDGE_NOTE, ItemScore, aggregate_task, score_item
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.scoring import extract_answer
 from p2r_eval.shards import Shard, shard_items
@@ -40,6 +42,7 @@ from p2r_eval.video import FramePolicy
 log = logging.getLogger(__name__)
 
 RESULTS_SCHEMA = 1
+JUDGE_FAILED_NOTE = "not scored: judge failed"
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,37 @@ def score_safely(item: Item, output: str, protocol: str, judge: Any) -> ItemScor
         return score_item(item, output, protocol, judge=judge)
     except Exception as error:  # noqa: BLE001 - any judge failure: keep the output, score later
         return ItemScore(None, extract_answer(output), "judge",
-                         f"not scored: judge failed: {type(error).__name__}: {error}")
+                         f"{JUDGE_FAILED_NOTE}: {type(error).__name__}: {error}")
+
+
+def awaits_judge(sample: dict[str, Any]) -> bool:
+    """A generated item a judge has yet to grade: none was configured, or it failed."""
+    note = sample.get("note") or ""
+    return sample.get("score") is None and note.startswith((NO_JUDGE_NOTE, JUDGE_FAILED_NOTE))
+
+
+class GradingJudge:
+    """The judge as one run's item rules use it.
+
+    Once a request has spent the judge's whole retry budget (the service is down or out of
+    quota), no further item is sent to it in this run: those items keep their outputs,
+    unscored with the reason, and running the same command again scores them. Without this,
+    every remaining judge-graded item would spend a full retry budget (a minute or more with
+    the default backoff) in turn while the model waits.
+    """
+
+    def __init__(self, judge: Any) -> None:
+        self.judge = judge
+        self.gave_up: str | None = None
+
+    def grade(self, question: str, reference: str, prediction: str) -> Any:
+        if self.gave_up is not None:
+            raise JudgeError(f"not sent, the judge gave up earlier in this run: {self.gave_up}")
+        try:
+            return self.judge.grade(question, reference, prediction)
+        except RetriesExhausted as error:
+            self.gave_up = str(error)
+            raise
 
 
 def judge_pending(items: Sequence[Item], finished: dict[str, dict[str, Any]]) -> list[Item]:
@@ -207,8 +240,11 @@ def evaluate_task(
     judge: Any = None,
     show_progress: bool = True,
 ) -> TaskOutcome:
-    """Generate and score every pending item of one task, then aggregate all its samples."""
+    """Generate and score every pending item of one task, then aggregate all its samples.
+    ``judge``: a :class:`GradingJudge` (one per run, see there) or a plain judge."""
     started = time.monotonic()
+    if judge is not None and not isinstance(judge, GradingJudge):
+        judge = GradingJudge(judge)
     items = shard_items(limited(loaded.items, settings.limit), settings.shard)
     finished = store.load_samples(loaded.name)
     todo = pending_items(items, finished, settings.retry_errors)
@@ -241,11 +277,13 @@ def evaluate_task(
 
 
 def attribution_verdicts(
-    items: Sequence[Item], finished: dict[str, dict[str, Any]], judge: Any
+    items: Sequence[Item], finished: dict[str, dict[str, Any]], grading: GradingJudge
 ) -> dict[str, Any]:
-    """Observation-sufficiency verdicts for the wrong answers, for error attribution."""
+    """Observation-sufficiency verdicts for the wrong answers, for error attribution (only
+    the cached ones once the judge has given up in this run)."""
     from p2r_eval.judge import JudgeItemsFailed, SufficiencyQuery
 
+    judge = grading.judge
     wrong = [
         item for item in items
         if finished.get(item.id, {}).get("score") is not None
@@ -255,6 +293,8 @@ def attribution_verdicts(
     queries = [SufficiencyQuery(question_with_options(item), item.options, item.answer,
                                 finished[item.id]["segments"]["observation"], id=item.id)
                for item in wrong]
+    if grading.gave_up is not None:
+        return {q.id: judge.cached_verdict(judge.request_for(q)) for q in queries}
     try:
         verdicts = judge.sufficiency_many(queries)
     except JudgeItemsFailed as error:
@@ -289,6 +329,7 @@ def task_entry(
         "n": aggregate.n,
         "n_scored": aggregate.n_scored,
         "n_errors": n_errors,
+        "n_judge_pending": sum(1 for sample in samples if awaits_judge(sample)),
         "complete": all(item.id in finished for item in items),
         "breakdown": aggregate.breakdown,
         "source_format": loaded.source_format,
@@ -334,8 +375,11 @@ def check_resumable(
         )
 
 
-def finished_run(previous: dict[str, Any] | None, settings: EvalSettings) -> bool:
-    """True when ``previous`` is this very run, already complete: nothing to load or generate."""
+def finished_run(
+    previous: dict[str, Any] | None, settings: EvalSettings, judging: bool = False
+) -> bool:
+    """True when ``previous`` is this very run, already complete: nothing to load, generate
+    or (with ``judging``, a judge configured now) grade."""
     if not previous or not previous.get("finished_at"):
         return False
     if previous.get("model", {}).get("spec") != settings.model_spec:
@@ -344,6 +388,8 @@ def finished_run(previous: dict[str, Any] | None, settings: EvalSettings) -> boo
     if any(recorded.get(key) != wanted[key] for key in (*IDENTITY_KEYS, "limit")):
         return False
     tasks = previous.get("tasks", {})
+    if judging and any(tasks.get(name, {}).get("n_judge_pending") for name in settings.tasks):
+        return False
     return all(tasks.get(name, {}).get("complete") for name in settings.tasks)
 
 
@@ -386,19 +432,23 @@ def run_evaluation(
             "finished_at": None,
         }
         analysis_sections = []
+        grading = GradingJudge(judge) if judge is not None else None
         for loaded in loaded_tasks:
-            outcome = evaluate_task(loaded, backend, store, settings, judge, show_progress)
+            outcome = evaluate_task(loaded, backend, store, settings, grading, show_progress)
             results["tasks"][outcome.name] = outcome.entry
             store.write_results(results)
             analysis_sections.append(f"## {outcome.name}\n\n{outcome.analysis_markdown}\n")
             if on_task_done:
                 on_task_done(results)
         if judge is not None:
-            results["judge"] = {"config": judge.describe(), "usage": judge.usage().as_dict()}
-        results["finished_at"] = _now()
-        store.write_results(results)
+            results["judge"] = {"config": judge.describe(), "usage": judge.usage().as_dict(),
+                                "gave_up": grading.gave_up}
+        # analysis.md first: once results.json says finished, a re-run does nothing, so a
+        # crash between the two must leave the run unfinished, not analysis.md missing.
         (output / "analysis.md").write_text(
             "# Process analysis\n\n" + "\n".join(analysis_sections), encoding="utf-8")
+        results["finished_at"] = _now()
+        store.write_results(results)
     return results
 
 

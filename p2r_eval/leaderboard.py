@@ -21,7 +21,6 @@ Measured rows also carry 95% bootstrap confidence intervals from their per-item 
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from p2r_eval.stats import (
     paired_bootstrap_test,
     vsi_video_r1_score,
 )
+from p2r_eval.untrusted import escape_markdown, visible_controls
 
 LEADERBOARD_DIR = Path(__file__).resolve().parents[1] / "leaderboards"
 TABLE_NAMES = ("main", "ablation")
@@ -242,16 +242,6 @@ def format_value(value: Decimal | None, mark: str | None = None) -> str:
 
 def format_delta(delta: Decimal | None) -> str:
     return "-" if delta is None else f"{delta:+.1f}"
-
-
-def escape_markdown(text: str) -> str:
-    """Make untrusted text inert in a markdown table cell: HTML escaped, markdown
-    punctuation backslash-escaped, pipes escaped, line breaks flattened."""
-    text = " ".join(str(text).split())
-    text = html.escape(text, quote=False)
-    for char in "\\`*_[]|~":
-        text = text.replace(char, "\\" + char)
-    return text
 
 
 # --------------------------------------------------------------------------- measured rows
@@ -793,8 +783,8 @@ def render_comparison(run_a: Path, run_b: Path, comparisons: Sequence[TaskCompar
         for c in comparisons
     ]
     lines = [
-        f"A: {results_a['model'].get('name')} ({run_folder(run_a)})",
-        f"B: {results_b['model'].get('name')} ({run_folder(run_b)})",
+        visible_controls(f"A: {results_a['model'].get('name')} ({run_folder(run_a)})"),
+        visible_controls(f"B: {results_b['model'].get('name')} ({run_folder(run_b)})"),
         "",
         tabulate(
             cells,
@@ -821,7 +811,7 @@ def render_comparison(run_a: Path, run_b: Path, comparisons: Sequence[TaskCompar
             lines.append(f"- {labels.get(c.task, c.task)}: left out {'; '.join(dropped)}")
     differing = settings_diff(results_a, results_b)
     if differing:
-        lines.append("Settings differ (A vs B): " + "; ".join(differing))
+        lines.append(visible_controls("Settings differ (A vs B): " + "; ".join(differing)))
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from collections.abc import Sequence
 
 from p2r_eval.scoring import mean_relative_accuracy
@@ -254,15 +255,21 @@ def mvbench_check(prediction: str, reference: str) -> bool:
 
 
 def vcr_time_interval(text: str) -> tuple[float, float] | None:
-    """``"[12.5, 20]"`` (a Python literal list of two numbers) or ``None``."""
+    """``"[12.5, 20]"`` (a Python literal list of two numbers) or ``None`` (also for an
+    integer too large for a float)."""
     try:
-        value = ast.literal_eval(text.strip())
+        with warnings.catch_warnings():  # model text such as "[1e3x]": no SyntaxWarning noise
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return None
     if isinstance(value, list) and len(value) == 2 and all(
         isinstance(v, (int, float)) for v in value
     ):
-        return float(value[0]), float(value[1])
+        try:
+            return float(value[0]), float(value[1])
+        except OverflowError:
+            return None
     return None
 
 

@@ -16,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from p2r_eval.untrusted import plot_label
+
 PAPER_COLORS = ("#9e9e9e", "#5b7fa6", "#7a5ba6", "#5ba68a")
 MEASURED_COLORS = ("#e07b39", "#d1495b", "#edae49", "#66a182", "#00798c")
 
@@ -144,7 +146,7 @@ def _draw_series(axes, offsets: np.ndarray, width: float, one: BarSeries, color:
         offsets[present],
         heights,
         width,
-        label=one.label,
+        label=plot_label(one.label),
         color=color,
         hatch="//" if one.measured else None,
         edgecolor="white" if one.measured else None,

@@ -29,6 +29,7 @@ from p2r_eval.scoring import VIDEO_R1_EVAL_RULES, extract_answer, video_r1_item_
 from p2r_eval.tasks import TaskSpec, task_spec
 
 PROTOCOLS = ("video-r1", "official")
+NO_JUDGE_NOTE = "not scored: needs a judge, none configured"
 
 _OPTION_PREFIX = re.compile(r"^([A-Z])\.\s?")
 
@@ -88,7 +89,7 @@ def judged(item: Item, prediction: str, judge: Any, rule: str) -> ItemScore:
     """The judge's verdict on ``prediction`` against the reference (letter, for multiple
     choice, with the options in the question)."""
     if judge is None:
-        return ItemScore(None, prediction, rule, "not scored: needs a judge, none configured")
+        return ItemScore(None, prediction, rule, NO_JUDGE_NOTE)
     verdict = judge.grade(question_with_options(item), item.answer, prediction)
     if verdict.sufficient is None:
         return ItemScore(None, prediction, rule, "not scored: the judge's reply had no verdict")

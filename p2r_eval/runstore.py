@@ -50,21 +50,37 @@ class RunStore:
         return self.root / SAMPLES_DIR / f"{task}.jsonl"
 
     @contextmanager
-    def exclusive(self) -> Iterator[RunStore]:
-        """Hold the folder's lock for a whole run; a second run refuses with a clear message."""
+    def exclusive(self, wait_s: float = 0.0) -> Iterator[RunStore]:
+        """Hold the folder's lock for a whole run; a second run refuses with a clear message
+        (after waiting up to ``wait_s`` seconds for the lock: merges of shards wait, since two
+        shards finishing together both merge, to the same result)."""
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.root / LOCK_FILE))
         try:
-            lock.acquire(timeout=0)
+            lock.acquire(timeout=wait_s)
         except Timeout:
-            raise RunStoreError(
-                f"another p2r run is writing {self.root} right now; wait for it to finish "
-                "or choose another --output"
-            ) from None
+            raise self._busy() from None
         try:
             yield self
         finally:
             lock.release()
+
+    def check_free(self) -> None:
+        """Refuse at once, as :meth:`exclusive` would, while another run holds the folder: a
+        second run then stops before it loads a model (:meth:`exclusive` still guards the run
+        itself)."""
+        if not (self.root / LOCK_FILE).exists():
+            return
+        lock = FileLock(str(self.root / LOCK_FILE))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise self._busy() from None
+        lock.release()
+
+    def _busy(self) -> RunStoreError:
+        return RunStoreError(f"another p2r run is writing {self.root} right now; wait for it to "
+                             "finish or choose another --output")
 
     def read_results(self) -> dict[str, Any] | None:
         if not self.results_path.exists():
@@ -109,7 +125,7 @@ class RunStore:
             repair_torn_tail(path)
         data = path.read_bytes()
         samples: dict[str, dict[str, Any]] = {}
-        lines = data[: intact_length(data)].decode("utf-8").splitlines()
+        lines = jsonl_lines(data[: intact_length(data)].decode("utf-8"))
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)
@@ -120,6 +136,18 @@ class RunStore:
                 raise RunStoreError(f"{path}, line {number}: a sample needs an 'id' field")
             samples[str(record["id"])] = record
         return samples
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, split at ``"\\n"`` only (a final newline ends the last
+    line, it does not start an empty one).
+
+    ``str.splitlines`` also splits at U+2028, U+2029, U+0085 and a few ASCII separators, which
+    ``json.dumps(..., ensure_ascii=False)`` writes unescaped inside strings: a model output
+    holding one of them would be cut in two and its line could no longer be read.
+    """
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def intact_length(data: bytes) -> int:

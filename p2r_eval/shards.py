@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.tasks import load_task
 
 Shard = tuple[int, int]
+MERGE_WAIT_S = 600.0
+"""How long a merge waits for another one in progress (two shards finishing together)."""
 
 
 def parse_shard(text: str) -> Shard | None:
@@ -83,7 +86,7 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
     store = RunStore(output)
     merged: dict[str, Any] = {**first, "settings": {**settings, "shard": None,
                                                       "merged_shards": count}, "tasks": {}}
-    with store.exclusive():
+    with store.exclusive(wait_s=MERGE_WAIT_S):
         for name in first["tasks"]:
             loaded = load_task(name, data_root)
             items = limited(loaded.items, settings["limit"])
@@ -129,7 +132,11 @@ def _merge_command(args: argparse.Namespace) -> int:
     if len(counts) != 1:
         print(f"p2r-eval merge: expected shards of one size under {args.output / 'shards'}")
         return 2
-    merged = merge_shards(args.output, counts[0])
+    try:
+        merged = merge_shards(args.output, counts[0])
+    except RunStoreError as error:
+        print(f"p2r-eval merge: {error}", file=sys.stderr)
+        return 2
     if merged is None:
         print(f"p2r-eval merge: not every shard of {args.output} has finished yet")
         return 1

@@ -30,6 +30,7 @@ from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.models.base import Backend, DecodingSettings, Request
 from p2r_eval.runstore import RunStoreError
 from p2r_eval.scoring import extract_answer
+from p2r_eval.shards import MERGE_WAIT_S
 from p2r_eval.video import FramePolicy
 from training.annotate_records import (
     UnsafeMediaPathError,
@@ -559,7 +560,7 @@ def merge_shards(settings: AnnotateSettings, count: int) -> dict[str, Any] | Non
     limit = infos[0]["settings"]["limit"]
     records = select_records(load_vqa_records(settings.input), limit, None)
     root = AnnotationStore(settings.output)
-    with root.exclusive():
+    with root.exclusive(wait_s=MERGE_WAIT_S):  # two shards finishing together both merge
         run_info = {**infos[0], "settings": {**infos[0]["settings"], "shard": None},
                     "merged_shards": count,
                     "wall_time_s": round(sum(info.get("wall_time_s", 0.0) for info in infos), 3)}

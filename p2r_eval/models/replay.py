@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.runstore import jsonl_lines
 
 
 class ReplayFileError(BackendError):
@@ -24,7 +25,7 @@ class ReplayFileError(BackendError):
 def read_replay_file(path: Path) -> dict[tuple[str, str], str]:
     """``{(task, id): output}`` from ``path``; every line checked, duplicates must agree."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = jsonl_lines(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise ReplayFileError(f"cannot read replay file {path}: {error}") from error
     outputs: dict[tuple[str, str], str] = {}
