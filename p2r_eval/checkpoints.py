@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import re
 import time
@@ -44,10 +45,19 @@ def is_checkpoint_run(path: Path) -> bool:
 
 
 def checkpoint_complete(checkpoint: Path) -> bool:
-    """Config, weights and trainer state all present: the Trainer has finished saving it."""
+    """Config, weights and a readable trainer state: the Trainer has finished saving it (it
+    writes trainer_state.json last; a kill while writing it leaves invalid JSON)."""
     has_weights = any(any(checkpoint.glob(pattern)) for pattern in WEIGHT_PATTERNS)
-    return (checkpoint / "config.json").exists() and has_weights and (
-        checkpoint / "trainer_state.json").exists()
+    return (checkpoint / "config.json").exists() and has_weights and _readable_json(
+        checkpoint / "trainer_state.json")
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def list_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path]]:

@@ -243,7 +243,8 @@ def load_frame_folder(
     """Sample a folder of image files (one frame each) the way :func:`sample_frames` does.
 
     Files are ordered by name with digit runs compared as numbers (``2.jpg`` before
-    ``10.jpg``); ``source_fps`` is the rate the frames were extracted at.
+    ``10.jpg``); ``source_fps`` is the rate the frames were extracted at. An image that is a
+    link leading out of the folder is refused (the folder must not read outside data).
     """
     policy = policy or FramePolicy()
     folder = Path(path)
@@ -257,6 +258,10 @@ def load_frame_folder(
     )
     if not images:
         raise VideoEmptyError(folder, f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    inside = folder.resolve()
+    for image in images:
+        if not image.resolve().is_relative_to(inside):
+            raise VideoUnreadableError(image, "frame image links outside its folder; refused")
     total = len(images)
     indices = uniform_indices(total, policy.frame_count(total, total / source_fps))
     loaded = {i: _read_image(images[i]) for i in sorted(set(indices))}

@@ -150,9 +150,6 @@ def test_paths_leaving_the_data_root_are_refused_and_never_read(escape_root, tmp
         assert samples[ids[name]]["error"] is None and samples[ids[name]]["output"] is not None
 
 
-@pytest.mark.xfail(strict=True, reason="the images of a frame folder are not checked one by "
-                   "one: a symlinked image inside an allowed folder is read even when it "
-                   "points outside the data root (p2r_eval/video.py load_frame_folder)")
 def test_a_frame_folder_image_linking_outside_the_data_root_is_refused(tmp_path):
     from p2r_eval.media import MediaError, RequestBuilder
     from p2r_eval.tasks import load_task

@@ -15,9 +15,8 @@ in training/checkpoints.py (see docs/reliability.md):
 2. A kill while the Trainer writes a checkpoint leaves the newest ``checkpoint-N`` folder
    without its trainer state; ``--resume`` took it anyway and failed.
 
-A third window is still open (strict xfail below): a kill while trainer_state.json itself is
-being written leaves it truncated, and the newest-complete-checkpoint rule, which only asks
-whether the file exists, takes that checkpoint.
+A third window: a kill while trainer_state.json itself is being written leaves it truncated;
+the newest-complete-checkpoint rule requires it to parse, so that checkpoint is skipped.
 """
 
 from __future__ import annotations
@@ -144,9 +143,6 @@ def test_resume_skips_a_checkpoint_killed_before_its_trainer_state(
     assert losses(output) == losses(uninterrupted)
 
 
-@pytest.mark.xfail(strict=True, raises=json.JSONDecodeError,
-                   reason="training/checkpoints.py takes a checkpoint whose trainer_state.json "
-                          "exists but is cut short (a kill while the Trainer writes it)")
 def test_resume_skips_a_checkpoint_killed_while_writing_its_trainer_state(
     model_dir, data_file, uninterrupted, tmp_path
 ):

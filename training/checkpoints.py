@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.checkpoints import checkpoint_complete
+
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
@@ -33,9 +35,10 @@ def checkpoint_step(path: Path) -> int:
 
 
 def newest_complete_checkpoint(run_dir: Path) -> Path | None:
-    """The newest ``checkpoint-<step>`` in ``run_dir`` that holds its trainer state."""
+    """The newest ``checkpoint-<step>`` in ``run_dir`` that the Trainer finished saving
+    (config, weights and a readable trainer state: p2r_eval's rule for evaluation too)."""
     complete = [p for p in Path(run_dir).glob("checkpoint-*")
-                if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
+                if checkpoint_step(p) >= 0 and checkpoint_complete(p)]
     return max(complete, key=checkpoint_step, default=None)
 
 

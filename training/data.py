@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.items import Item
+from p2r_eval.runstore import jsonl_lines
 from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
 from p2r_eval.template import TAGS, parse
 
@@ -42,7 +43,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            records = [json.loads(line) for line in jsonl_lines(text) if line.strip()]
         else:
             records = json.loads(text)
     except json.JSONDecodeError as error:
