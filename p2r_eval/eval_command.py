@@ -20,13 +20,13 @@ from p2r_eval.checkpoints import (
     watch_checkpoints,
     write_checkpoint_reports,
 )
+from p2r_eval.cli_settings import decoding_from_args, frame_policy_from_args
 from p2r_eval.evaluate import EvalSettings, finished_run, model_display_name, run_evaluation
 from p2r_eval.judge.base import JudgeError
-from p2r_eval.models.base import BackendError, DecodingSettings
+from p2r_eval.models.base import BackendError
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
 from p2r_eval.tasks import AnnotationError, load_task, resolve_task_names
-from p2r_eval.video import FramePolicy
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +34,13 @@ EXIT_OK, EXIT_ALL_FAILED, EXIT_CANNOT_START, EXIT_JUDGE_PENDING = 0, 1, 2, 3
 
 
 def settings_from_args(args: argparse.Namespace) -> EvalSettings:
-    decoding = DecodingSettings(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.temperature > 0,
-        temperature=args.temperature if args.temperature > 0 else 1.0,
-        top_p=args.top_p if args.temperature > 0 else 1.0,
-        seed=args.seed,
-    )
-    policy = FramePolicy(num_frames=args.frames, fps=args.fps, min_frames=args.min_frames,
-                         max_frames=args.max_frames, max_pixels=args.max_pixels)
     return EvalSettings(
         model_spec=args.model,
         tasks=tuple(resolve_task_names(args.tasks)),
         protocol=args.protocol,
         prompt_style=args.prompt,
-        frame_policy=policy,
-        decoding=decoding,
+        frame_policy=frame_policy_from_args(args),
+        decoding=decoding_from_args(args),
         data_root=args.data_root.resolve() if args.data_root else None,
         limit=args.limit,
         batch_size=args.batch_size,

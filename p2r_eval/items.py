@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,3 +41,36 @@ class Item:
             raise ValueError(f"{self.task}/{self.id}: unknown media type {self.media_type!r}")
         if not self.solution:
             object.__setattr__(self, "solution", f"<answer>{self.answer}</answer>")
+
+
+def item_to_row(item: Item) -> dict[str, Any]:
+    """An item as a flat row of JSON-able plain values (the media path as a string, ``meta``
+    as a JSON string): a dataset row for training, a document for lmms-eval."""
+    return {
+        "task": item.task,
+        "id": item.id,
+        "question": item.question,
+        "options": list(item.options),
+        "answer": item.answer,
+        "answer_type": item.answer_type,
+        "media": None if item.media is None else str(item.media),
+        "media_type": item.media_type,
+        "solution": item.solution,
+        "meta": json.dumps(item.meta, default=str, sort_keys=True),
+    }
+
+
+def item_from_row(row: dict[str, Any]) -> Item:
+    """The inverse of :func:`item_to_row`."""
+    return Item(
+        task=row["task"],
+        id=row["id"],
+        question=row["question"],
+        options=tuple(row["options"] or ()),
+        answer=row["answer"],
+        answer_type=row["answer_type"],
+        media=None if row["media"] is None else Path(row["media"]),
+        media_type=row["media_type"],
+        solution=row["solution"],
+        meta=json.loads(row["meta"]),
+    )

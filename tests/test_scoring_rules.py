@@ -28,7 +28,8 @@ def test_extract_answer_takes_the_first_answer_or_the_whole_output(output, expec
 
 
 @pytest.mark.parametrize(
-    ("prediction", "score"), [("A", 1.0), ("A.", 0.0), ("(A)", 0.0), ("a", 0.0), ("A. front-left", 0.0)]
+    ("prediction", "score"),
+    [("A", 1.0), ("A.", 0.0), ("(A)", 0.0), ("a", 0.0), ("A. front-left", 0.0)],
 )
 def test_multiple_choice_is_case_sensitive_exact(prediction, score):
     assert exact_match(prediction, "A") == score

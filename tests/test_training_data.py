@@ -15,6 +15,7 @@ from training_support import (
     write_picture,
 )
 
+from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.prompts import build_prompt
 from p2r_eval.synthetic_media import write_text_file
@@ -31,7 +32,6 @@ from training.data import (
     read_records,
     record_to_item,
     rl_rows,
-    row_to_item,
     sft_rows,
     think_answer_target,
 )
@@ -162,7 +162,7 @@ def test_rollout_collator_encodes_each_prompt_once(processor, media):
         assert encoding.prompt_ids.count(video_pad) == visual.grid_thw.prod() // 4
         assert visual.second_per_grid_t == pytest.approx(2 / 4)  # 4 frames over 1 s
     assert not torch.equal(encodings[0].visual.pixel_values, encodings[2].visual.pixel_values)
-    assert row_to_item(out[2]).id == "2"
+    assert item_from_row(out[2]).id == "2"
 
 
 def test_rollout_collator_names_an_unreadable_item(processor, media):

@@ -96,10 +96,14 @@ def test_resume_restores_the_checkpoint_weights(model_dir, data_file, tmp_path):
 
 
 def test_resume_takes_the_newest_complete_checkpoint(tmp_path):
-    for step in (2, 10, 11):
-        (tmp_path / f"checkpoint-{step}").mkdir()
+    for step in (2, 10, 11, 12):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "config.json").write_text("{}")
+        (checkpoint / "model.safetensors").write_bytes(b"weights")
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text('{"log_hist')  # cut short
     (tmp_path / "checkpoint-x").mkdir()
     assert newest_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
     assert resume_target(True, tmp_path) == str(tmp_path / "checkpoint-10")

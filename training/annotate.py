@@ -132,22 +132,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> AnnotateSettings:
     """Settings from parsed arguments; ``ValueError`` for values that make no sense."""
+    from p2r_eval.cli_settings import decoding_from_args, frame_policy_from_args
     from p2r_eval.judge import BACKENDS as JUDGE_BACKENDS
-    from p2r_eval.models.base import DecodingSettings
     from p2r_eval.shards import parse_shard
-    from p2r_eval.video import FramePolicy
     from training.annotate_pipeline import AnnotateSettings, JudgeSettings
     from training.annotate_steps import parse_min_scores
 
-    decoding = DecodingSettings(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.temperature > 0,
-        temperature=args.temperature if args.temperature > 0 else 1.0,
-        top_p=args.top_p if args.temperature > 0 else 1.0,
-        seed=args.seed,
-    )
-    policy = FramePolicy(num_frames=args.frames, fps=args.fps, min_frames=args.min_frames,
-                         max_frames=args.max_frames, max_pixels=args.max_pixels)
+    decoding, policy = decoding_from_args(args), frame_policy_from_args(args)
     judge = JudgeSettings(
         backend=args.judge,
         model=args.judge_model,

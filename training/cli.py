@@ -122,10 +122,9 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _frame_policy(args: argparse.Namespace):  # noqa: ANN202 - p2r_eval imported lazily
-    from p2r_eval.video import FramePolicy
+    from p2r_eval.cli_settings import frame_policy_from_args
 
-    return FramePolicy(num_frames=args.frames, fps=args.fps, min_frames=args.min_frames,
-                       max_frames=args.max_frames, max_pixels=args.max_pixels)
+    return frame_policy_from_args(args)
 
 
 def _resolve_model(spec: str) -> str:

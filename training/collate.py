@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 
-from p2r_eval.items import Item
+from p2r_eval.items import Item, item_from_row
 from p2r_eval.media import MediaError, RequestBuilder
 from p2r_eval.models.base import Request
 from p2r_eval.models.hf import chat_messages, check_media, limit_pixels, video_metadata
 from p2r_eval.video import FramePolicy
-from training.data import row_to_item
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ class SFTCollator:
         kept = []
         for row in rows:
             try:
-                kept.append((self.builder(row_to_item(row)), row["target"]))
+                kept.append((self.builder(item_from_row(row)), row["target"]))
             except MediaError as error:
                 self.skipped += 1
                 logger.warning("SFT: skipping %s", error)
@@ -224,7 +223,7 @@ class RolloutCollator:
             raise TrainingMediaError(str(error)) from error
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        items = [row_to_item(row) for row in rows]
+        items = [item_from_row(row) for row in rows]
         distinct: dict[str, Item] = {}
         for item in items:
             distinct.setdefault(item_key(item), item)

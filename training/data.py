@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.items import Item
+from p2r_eval.items import Item, item_to_row
 from p2r_eval.runstore import jsonl_lines
 from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
 from p2r_eval.template import TAGS, parse
@@ -88,36 +88,6 @@ def record_to_item(record: dict[str, Any], media_root: Path, *, index: int = 0) 
         media=media_root / str(record["path"]),
         media_type=DATA_TYPES[data_type],
         solution=str(record["solution"]),
-    )
-
-
-def item_to_row(item: Item) -> dict[str, Any]:
-    """An item as a dataset row of plain values (the media path as a string)."""
-    return {
-        "task": item.task,
-        "id": item.id,
-        "question": item.question,
-        "options": list(item.options),
-        "answer": item.answer,
-        "answer_type": item.answer_type,
-        "media": str(item.media),
-        "media_type": item.media_type,
-        "solution": item.solution,
-    }
-
-
-def row_to_item(row: dict[str, Any]) -> Item:
-    """The inverse of :func:`item_to_row`."""
-    return Item(
-        task=row["task"],
-        id=row["id"],
-        question=row["question"],
-        options=tuple(row["options"]),
-        answer=row["answer"],
-        answer_type=row["answer_type"],
-        media=Path(row["media"]),
-        media_type=row["media_type"],
-        solution=row["solution"],
     )
 
 

@@ -47,13 +47,14 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
+from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.models.hf import StopTokens, decode_output
 from p2r_eval.video import FramePolicy
 from training.advantages import collapsed_groups, group_normalize, process_advantages
 from training.checkpoints import ResumesThroughFromPretrained, resume_target
 from training.collate import RolloutCollator, VisualInput, training_processor
-from training.data import default_media_root, read_records, rl_rows, row_to_item, to_dataset
+from training.data import default_media_root, read_records, rl_rows, to_dataset
 from training.rewards import (
     PERCEPTION_COMPONENTS,
     REASONING_COMPONENTS,
@@ -262,7 +263,7 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
     def _start_scoring(self, completion_ids: list[list[int]]) -> None:
         """Decode and split the completions, and start the judge on them (in the background,
         while TRL computes log-probabilities)."""
-        items = [row_to_item(row) for row in self._rollout_rows]
+        items = [item_from_row(row) for row in self._rollout_rows]
         texts = [decode_output(self._tokenizer, ids, self.stop_tokens) for ids in completion_ids]
         splits = [split_completion(ids, self.token_pieces) for ids in completion_ids]
         self._batch = (items, texts, splits)

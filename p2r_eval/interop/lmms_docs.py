@@ -11,14 +11,13 @@ Nothing in this module imports lmms-eval, so the documents can be checked withou
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.items import Item
+from p2r_eval.items import Item, item_from_row, item_to_row
 from p2r_eval.prompts import STYLE_TEMPLATES, build_prompt
 from p2r_eval.protocols import aggregate_task, check_protocol, score_item
 from p2r_eval.tasks import TASK_NAMES, load_task
@@ -62,21 +61,9 @@ class TaskOptions:
 
 
 def item_doc(item: Item, options: TaskOptions) -> dict[str, Any]:
-    """The lmms-eval document of ``item`` (flat, JSON-able: ``meta`` as a JSON string)."""
-    return {
-        "task": item.task,
-        "id": item.id,
-        "question": item.question,
-        "options": list(item.options),
-        "answer": item.answer,
-        "answer_type": item.answer_type,
-        "media": None if item.media is None else str(item.media),
-        "media_type": item.media_type,
-        "solution": item.solution,
-        "meta": json.dumps(item.meta, default=str, sort_keys=True),
-        "prompt_style": options.prompt_style,
-        "protocol": options.protocol,
-    }
+    """The lmms-eval document of ``item``: its flat row plus the task's prompt and protocol."""
+    return {**item_to_row(item), "prompt_style": options.prompt_style,
+            "protocol": options.protocol}
 
 
 def request_identity(doc: dict[str, Any], task: str, doc_id: int) -> tuple[str, str]:
@@ -86,21 +73,6 @@ def request_identity(doc: dict[str, Any], task: str, doc_id: int) -> tuple[str, 
     if DOC_KEYS <= doc.keys():
         return doc["task"], doc["id"]
     return task, str(doc_id)
-
-
-def item_from_doc(doc: dict[str, Any]) -> Item:
-    return Item(
-        task=doc["task"],
-        id=doc["id"],
-        question=doc["question"],
-        options=tuple(doc["options"] or ()),
-        answer=doc["answer"],
-        answer_type=doc["answer_type"],
-        media=None if doc["media"] is None else Path(doc["media"]),
-        media_type=doc["media_type"],
-        solution=doc["solution"],
-        meta=json.loads(doc["meta"]),
-    )
 
 
 def task_docs(options: TaskOptions) -> list[dict[str, Any]]:
@@ -117,7 +89,7 @@ def doc_to_visual(doc: dict[str, Any]) -> list[str]:
 
 
 def doc_to_text(doc: dict[str, Any]) -> str:
-    return build_prompt(item_from_doc(doc), doc["prompt_style"])
+    return build_prompt(item_from_row(doc), doc["prompt_style"])
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[str, Any]]:
@@ -129,7 +101,7 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, dict[s
     named ``score``: lmms-eval would take it for a 0/1 score and compute a standard error
     that p2r's aggregations (e.g. VSI-Bench's) do not have.
     """
-    scored = score_item(item_from_doc(doc), results[0], doc["protocol"])
+    scored = score_item(item_from_row(doc), results[0], doc["protocol"])
     return {SCORE_METRIC: {"id": doc["id"], "item_score": scored.score,
                            "extracted": scored.extracted, "rule": scored.rule,
                            "note": scored.note, "doc": doc}}
@@ -141,7 +113,7 @@ def aggregate_score(values: list[dict[str, Any]]) -> float:
     docs = [value["doc"] for value in values]
     if not docs:
         return float("nan")
-    items = [item_from_doc(doc) for doc in docs]
+    items = [item_from_row(doc) for doc in docs]
     aggregate = aggregate_task(items[0].task, items, [value["item_score"] for value in values],
                                docs[0]["protocol"])
     return float("nan") if aggregate.score is None else aggregate.score
