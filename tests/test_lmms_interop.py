@@ -23,8 +23,8 @@ from p2r_eval.interop.lmms_docs import (
     doc_to_text,
     doc_to_visual,
     item_doc,
-    item_from_doc,
 )
+from p2r_eval.items import item_from_row
 from p2r_eval.prompts import build_prompt
 from p2r_eval.tasks import TASK_NAMES, load_task
 
@@ -97,7 +97,7 @@ def test_documents_round_trip_to_p2r_items_and_prompts(name):
     options = TaskOptions(task=name, prompt_style="r1", protocol="official")
     for item in load_task(name).items:
         doc = json.loads(json.dumps(item_doc(item, options)))  # what a datasets row holds
-        assert item_from_doc(doc) == item
+        assert item_from_row(doc) == item
         assert doc_to_text(doc) == build_prompt(item, "r1")
         assert doc_to_visual(doc) == ([] if item.media is None else [str(item.media)])
 
