@@ -570,3 +570,53 @@ def test_demo_model_as_teacher_on_real_media(
     assert run["teacher"]["fingerprint"]["model_class"] == "Qwen2_5_VLForConditionalGeneration"
     summary = check_summary_matches_files(output)
     assert summary["items_in"] == 2 and summary["pending"] == 0
+
+
+# -- --judge-batch: step 3 as one Message Batch -----------------------------------------------
+
+
+def outcomes_of(output: Path) -> dict:
+    kept, dropped = read_jsonl(output / "cot.jsonl"), read_jsonl(output / "dropped.jsonl")
+    found = {r["problem_id"]: ("kept", None, None) for r in kept}
+    return found | {r["problem_id"]: (r["status"], r["step"], r["reason"]) for r in dropped}
+
+
+def test_judge_batch_gives_the_live_outcomes_through_one_message_batch(
+    dataset: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    output = tmp_path / "out"
+    with FakeJudgeServer(batch_polls_until_ended=2) as server:
+        assert run_cli(annotate_args(dataset, output, server, "--judge-batch",
+                                     "--judge-batch-poll", "0.01")) == 0
+        assert server.calls["messages"] == 0
+        (batch,) = server.batches.values()
+    assert outcomes_of(output) == EXPECTED_OUTCOMES
+    assert len(batch["requests"]) == sum(1 for _, step, _ in EXPECTED_OUTCOMES.values()
+                                         if step in (None, "judge"))
+    check_summary_matches_files(output)
+
+
+def test_a_run_interrupted_while_its_batch_runs_collects_it_instead_of_paying_twice(
+    dataset: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.annotate_pipeline as pipeline
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    output = tmp_path / "out"
+    real_wait = pipeline.wait_for_batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with FakeJudgeServer(batch_polls_until_ended=2) as server:
+        monkeypatch.setattr(pipeline, "wait_for_batch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_cli(annotate_args(dataset, output, server, "--judge-batch"))
+        assert (output / pipeline.PENDING_BATCH_FILE).exists()
+        monkeypatch.setattr(pipeline, "wait_for_batch", real_wait)
+        assert run_cli(annotate_args(dataset, output, server, "--judge-batch",
+                                     "--judge-batch-poll", "0.01")) == 0
+        assert len(server.batches) == 1 and server.calls["messages"] == 0
+    assert not (output / pipeline.PENDING_BATCH_FILE).exists()
+    assert outcomes_of(output) == EXPECTED_OUTCOMES

@@ -112,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--judge-concurrency", type=int, default=8)
     judge.add_argument("--judge-max-retries", type=int, default=6)
     judge.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per call")
+    judge.add_argument("--judge-batch", action="store_true",
+                       help="anthropic only: send step 3 as one Message Batch once generation "
+                            "ends (half the price, up to 24 h latency; an interrupted wait is "
+                            "collected by the next run, never paid twice)")
+    judge.add_argument("--judge-batch-poll", type=float, default=60.0, metavar="SECONDS",
+                       help="how often to poll a Message Batch (default 60)")
     run = parser.add_argument_group("run")
     run.add_argument("--limit", type=int, default=None, help="only the first N records")
     run.add_argument("--shard", default=None, metavar="I/N",
@@ -147,7 +153,11 @@ def settings_from_args(args: argparse.Namespace) -> AnnotateSettings:
         concurrency=args.judge_concurrency,
         max_retries=args.judge_max_retries,
         timeout_s=args.judge_timeout,
+        batch=args.judge_batch,
+        batch_poll_s=args.judge_batch_poll,
     )
+    if judge.batch and judge.backend != "anthropic":
+        raise ValueError("--judge-batch needs --judge anthropic (Message Batches API)")
     if judge.backend not in JUDGE_BACKENDS:
         raise ValueError(f"--judge {judge.backend!r}: choose one of {', '.join(JUDGE_BACKENDS)}")
     if judge.concurrency < 1:

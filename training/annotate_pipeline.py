@@ -25,7 +25,16 @@ from tqdm import tqdm
 from p2r_eval import provenance
 from p2r_eval.evaluate import batched, generate_isolated
 from p2r_eval.items import Item
-from p2r_eval.judge import SUFFICIENCY_PROMPT_VERSION, Judge, make_judge
+from p2r_eval.judge import (
+    SUFFICIENCY_PROMPT_VERSION,
+    Judge,
+    JudgeError,
+    SufficiencyQuery,
+    collect_batch,
+    make_judge,
+    submit_batch,
+    wait_for_batch,
+)
 from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.models.base import Backend, DecodingSettings, Request
 from p2r_eval.runstore import RunStoreError
@@ -66,6 +75,7 @@ from training.annotate_store import (
 log = logging.getLogger(__name__)
 
 RUN_SCHEMA = 1
+PENDING_BATCH_FILE = "judge_batch_pending.txt"
 Shard = tuple[int, int]
 
 
@@ -81,6 +91,8 @@ class JudgeSettings:
     concurrency: int = 8
     max_retries: int = 6
     timeout_s: float = 120.0
+    batch: bool = False
+    batch_poll_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -223,21 +235,66 @@ class SufficiencyWorker:
         self._raise_stored_error()
 
 
+def sufficiency_query(record: VQARecord, output: str) -> SufficiencyQuery:
+    """Step 3's question for one item: the record's question, options and correct answer,
+    and the teacher's observation."""
+    fields = record.fields
+    return SufficiencyQuery(fields["problem"], tuple(fields.get("options") or ()),
+                            extract_answer(fields["solution"]), observation_of(output), record.id)
+
+
 def judge_observation(judge: Judge, record: VQARecord, output: str) -> dict[str, Any]:
     """Step 3 for one item: the judge's verdict entry, or a failure entry (never raises)."""
-    fields = record.fields
+    query = sufficiency_query(record, output)
     try:
-        verdict = judge.sufficiency(
-            fields["problem"],
-            fields.get("options") or [],
-            extract_answer(fields["solution"]),
-            observation_of(output),
-            item_id=record.id,
-        )
+        verdict = judge.sufficiency(query.question, query.options, query.answer,
+                                    query.observation, item_id=query.id)
     except Exception as error:  # noqa: BLE001 - any judge failure is this item's failure
         log.warning("item %s: judge failed: %s", record.id, error)
         return judge_failure_entry(error)
     return sufficiency_entry(verdict)
+
+
+class BatchedSufficiency:
+    """Step 3 through Anthropic's Message Batches API (``--judge-batch``: half the price, up
+    to a day of latency). Observations are collected while the teacher runs and sent as one
+    batch when generation ends. The batch id is written to ``pending_file`` before waiting, so
+    a run interrupted while it waits collects that same batch on its next start (its replies
+    go to the judge cache) instead of paying for it twice."""
+
+    def __init__(self, judge: Judge, on_entry: Callable[[VQARecord, dict[str, Any]], None],
+                 pending_file: Path, poll_interval_s: float) -> None:
+        self.judge = judge
+        self.on_entry = on_entry
+        self.pending_file = pending_file
+        self.poll_interval_s = poll_interval_s
+        self.items: list[tuple[VQARecord, SufficiencyQuery]] = []
+
+    def submit(self, record: VQARecord, output: str) -> None:
+        self.items.append((record, sufficiency_query(record, output)))
+
+    def close(self, *, cancel: bool = False) -> None:
+        if cancel or not self.items:
+            return
+        queries = [query for _, query in self.items]
+        if self.pending_file.exists():
+            self.collect(self.pending_file.read_text().strip(), queries)
+        batch_id = submit_batch(self.judge, queries)
+        if batch_id is not None:
+            self.pending_file.write_text(batch_id)
+            self.collect(batch_id, queries)
+        for record, query in self.items:
+            verdict = self.judge.cached_verdict(self.judge.request_for(query))
+            self.on_entry(record, sufficiency_entry(verdict) if verdict is not None else
+                          judge_failure_entry(JudgeError(f"{record.id}: no verdict in the batch")))
+
+    def collect(self, batch_id: str, queries: Sequence[SufficiencyQuery]) -> None:
+        """Wait for a batch, store its replies in the judge cache, forget its id."""
+        wait_for_batch(self.judge, batch_id, poll_interval_s=self.poll_interval_s)
+        outcome = collect_batch(self.judge, batch_id, queries)
+        for label, reason in outcome.failures.items():
+            log.warning("judge batch %s: %s: %s", batch_id, label, reason)
+        self.pending_file.unlink(missing_ok=True)
 
 
 class AnnotationRun:
@@ -256,7 +313,7 @@ class AnnotationRun:
         self.state = state
         self.run_info = run_info
         self.progress = progress
-        self.judging: SufficiencyWorker | None = None
+        self.judging: SufficiencyWorker | BatchedSufficiency | None = None
         self._teacher: Backend | None = None
         self._progress_lock = threading.Lock()
 
@@ -265,8 +322,7 @@ class AnnotationRun:
         if self.settings.stop_after == "judge" and not plan.empty():
             judge = build_judge(self.settings)
             self.run_info["judge"]["description"] = judge.describe()
-            self.judging = SufficiencyWorker(judge, self.store_verdict,
-                                             self.settings.judge.concurrency)
+            self.judging = self.sufficiency_judging(judge)
         try:
             for record in plan.judge:
                 self.judging.submit(record, self.state["generate"][record.id]["output"])
@@ -279,6 +335,14 @@ class AnnotationRun:
             raise
         if self.judging is not None:
             self.judging.close()
+
+    def sufficiency_judging(self, judge: Judge) -> SufficiencyWorker | BatchedSufficiency:
+        """Live concurrent calls, or one Message Batch at the end (``--judge-batch``)."""
+        if self.settings.judge.batch:
+            return BatchedSufficiency(judge, self.store_verdict,
+                                      self.settings.run_dir / PENDING_BATCH_FILE,
+                                      self.settings.judge.batch_poll_s)
+        return SufficiencyWorker(judge, self.store_verdict, self.settings.judge.concurrency)
 
     def generate(self, records: Sequence[VQARecord]) -> None:
         items = [item for item in map(self.prepare, records) if item is not None]
