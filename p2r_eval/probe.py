@@ -23,7 +23,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from p2r_eval.evaluate import EvalSettings, run_evaluation
+from p2r_eval.evaluate import EvalSettings, limited, run_evaluation
 from p2r_eval.items import Item
 from p2r_eval.models.base import Backend, DecodingSettings
 from p2r_eval.prompts import TEXT_ONLY_STYLE, probe_spec
@@ -54,7 +54,8 @@ def run_probe(base: EvalSettings, perceiver: str, reasoner: str, output: Path,
     """Run the three phases into ``output`` and return the per-benchmark comparison."""
     spec = probe_spec()
     reasoner_style = spec["reasoner_prompt_style"]
-    loaded = [load_task(name, base.data_root) for name in base.tasks]
+    loaded = [dataclasses.replace(task, items=limited(task.items, base.limit))
+              for task in (load_task(name, base.data_root) for name in base.tasks)]
     perceiver_settings = dataclasses.replace(base, model_spec=perceiver,
                                              prompt_style=spec["perceiver_prompt_style"])
     run_evaluation(perceiver_settings, load_backend(perceiver), output / "perceiver",
