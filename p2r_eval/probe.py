@@ -104,10 +104,12 @@ def render_probe_table(comparison: dict[str, dict[str, Any]]) -> str:
 
 
 def _plot(comparison: dict[str, dict[str, Any]], path: Path) -> None:
+    from p2r_eval.leaderboard import load_table
     from p2r_eval.plots import plot_probe
 
     values = {name: (entry["raw_video"], entry["text_only"]) for name, entry in comparison.items()}
-    plot_probe(values, path)
+    labels = {column.task: column.label for column in load_table("main").columns}
+    plot_probe(values, path, labels=labels)
 
 
 def add_subcommands(subparsers: Any) -> None:
