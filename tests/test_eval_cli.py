@@ -152,3 +152,31 @@ def test_a_different_model_in_the_same_folder_is_refused(uninterrupted_run, tmp_
                  "--output", str(uninterrupted_run)])
     assert code == 2
     assert "different model" in capsys.readouterr().err
+
+
+def test_the_run_is_a_leaderboard_row_with_footnotes_and_intervals(uninterrupted_run):
+    board = (uninterrupted_run / "leaderboards" / "main.md").read_text()
+    row = next(line for line in board.splitlines() if line.startswith("| demo"))
+    assert row.count("|") == 10 and "measured" in row
+    assert "4 frames per video (paper: 32)" in board
+    assert "95% bootstrap confidence intervals" in board
+    assert (uninterrupted_run / "leaderboards" / "main_bars.png").stat().st_size > 10_000
+
+
+def test_compare_two_demo_runs_prints_a_p_value(uninterrupted_run, tmp_path, capsys):
+    from p2r_eval.tasks import load_task
+
+    answers = {item.id: item.answer for item in load_task("mvbench").items}
+    replay = tmp_path / "better.jsonl"
+    with replay.open("w") as handle:
+        for sample in samples_by_task(uninterrupted_run)["mvbench"]:
+            output = f"<answer>{answers[sample['id']]}</answer>"
+            handle.write(json.dumps({"task": "mvbench", "id": sample["id"], "output": output})
+                         + "\n")
+    better = tmp_path / "better"
+    assert main(["--model", f"replay:{replay}", "--tasks", "mvbench", "--quiet",
+                 "--output", str(better)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(better), str(uninterrupted_run), "--tasks", "mvbench"]) == 0
+    printed = capsys.readouterr().out
+    assert "p" in printed and "mvbench" in printed.lower().replace("-", "")
