@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,9 @@ from p2r_eval.template import parse
 from p2r_eval.video import FramePolicy
 
 log = logging.getLogger(__name__)
+
+JUDGE_PENDING_CHUNK = 64
+"""Judge-pending items scored (concurrently) and stored per chunk, so progress is kept."""
 
 RESULTS_SCHEMA = 1
 JUDGE_FAILED_NOTE = "not scored: judge failed"
@@ -169,9 +173,22 @@ class SampleWriter:
     judge: Any
     bar: Any
 
-    def write_output(self, item: Item, output: str) -> None:
-        scored = score_safely(item, output, self.settings.protocol, self.judge)
-        self._append(item, sample_record(item, self.settings.prompt_style, output, scored))
+    def write_outputs(self, generated: Sequence[tuple[Item, str]]) -> None:
+        """Score and append a batch of generations, in order. With a judge, the items are
+        scored concurrently (up to the judge's concurrency): judge-graded items then wait on
+        the judge together, not one after another."""
+        def score(pair: tuple[Item, str]) -> ItemScore:
+            return score_safely(pair[0], pair[1], self.settings.protocol, self.judge)
+
+        concurrency = getattr(self.judge.judge, "concurrency", 1) if self.judge else 1
+        workers = min(len(generated), concurrency)
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="score") as pool:
+                scores = list(pool.map(score, generated))
+        else:
+            scores = [score(pair) for pair in generated]
+        for (item, output), scored in zip(generated, scores, strict=True):
+            self._append(item, sample_record(item, self.settings.prompt_style, output, scored))
 
     def write_error(self, item: Item, message: str) -> None:
         log.warning("%s", message)
@@ -252,8 +269,9 @@ def evaluate_task(
                disable=not show_progress, dynamic_ncols=True)
     writer = SampleWriter(loaded.name, store, finished, settings, judge, bar)
     if judge is not None:
-        for item in judge_pending(items, finished):
-            writer.write_output(item, finished[item.id]["output"])
+        pending = [(item, finished[item.id]["output"]) for item in judge_pending(items, finished)]
+        for start in range(0, len(pending), JUDGE_PENDING_CHUNK):
+            writer.write_outputs(pending[start : start + JUDGE_PENDING_CHUNK])
     builder = RequestBuilder(settings.prompt_style, settings.frame_policy, backend.needs_media,
                              settings.frame_cache)
     stream = prefetch_requests(todo, builder, workers=settings.decode_workers,
@@ -263,11 +281,13 @@ def evaluate_task(
             if isinstance(request, MediaError):
                 writer.write_error(item, str(request))
         ready = [(item, request) for item, request in batch if isinstance(request, Request)]
+        generated = []
         for item, output, error in generate_isolated(backend, ready) if ready else ():
             if error is None:
-                writer.write_output(item, output)
+                generated.append((item, output))
             else:
                 writer.write_error(item, error)
+        writer.write_outputs(generated)
     bar.close()
     verdicts = attribution_verdicts(items, finished, judge) if settings.attribute_errors else None
     entry, analysis = task_entry(loaded, items, finished, settings.protocol,

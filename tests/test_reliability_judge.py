@@ -220,3 +220,19 @@ def test_a_run_without_a_judge_is_graded_when_a_judge_is_added(judged_task, caps
         assert main(eval_args(judged_task, server, output, base / "cache")) == 0
         assert server.model_calls() == ITEMS
     assert all(score is not None for score, _, _ in scores(output).values())
+
+
+def test_judge_graded_items_of_a_batch_are_graded_concurrently_with_the_same_scores(
+    judged_task
+):
+    base = judged_task["base"]
+    with FakeJudgeServer(api_key=KEY) as server:
+        assert main(eval_args(judged_task, server, base / "one", base / "cache-one")) == 0
+    with FakeJudgeServer(api_key=KEY) as server:
+        assert main(eval_args(judged_task, server, base / "batched", base / "cache-batched",
+                              "--batch-size", "8", "--judge-concurrency", "4")) == 0
+        assert server.model_calls() == ITEMS
+    assert scores(base / "batched") == scores(base / "one")
+    one = json.loads((base / "one" / "results.json").read_text())["tasks"]["mmvu"]
+    batched = json.loads((base / "batched" / "results.json").read_text())["tasks"]["mmvu"]
+    assert batched["score"] == one["score"] and batched["breakdown"] == one["breakdown"]
