@@ -242,11 +242,7 @@ class GradingJudge:
 
 def judge_pending(items: Sequence[Item], finished: dict[str, dict[str, Any]]) -> list[Item]:
     """Generated items left unscored (no judge then, or the judge failed): score them now."""
-    return [
-        item for item in items
-        if item.id in finished and finished[item.id].get("output") is not None
-        and finished[item.id].get("score") is None and not finished[item.id].get("error")
-    ]
+    return [item for item in items if item.id in finished and awaits_judge(finished[item.id])]
 
 
 def evaluate_task(
