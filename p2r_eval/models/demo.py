@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from filelock import FileLock
 
+from p2r_eval.cache_root import cache_root
 from p2r_eval.template import TAGS
 
 if TYPE_CHECKING:
@@ -276,18 +277,13 @@ def make_demo_model(directory: Path, *, seed: int = 0) -> Path:
     return directory
 
 
-def default_cache_dir() -> Path:
-    """p2r's cache folder: ``$P2R_CACHE``, else ``~/.cache/p2r``."""
-    return Path(os.environ.get("P2R_CACHE") or Path.home() / ".cache" / "p2r").expanduser()
-
-
 def ensure_demo_model(cache_dir: Path | None = None) -> Path:
     """The demo model's folder in the cache, built on first use (seed 0) and reused after.
 
     Safe when several processes ask at once: the first builds into a temporary folder
     under a file lock and renames it into place; the others wait and reuse it.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
     target = cache_dir / f"demo-model-v{DEMO_RECIPE_VERSION}"
     if (target / DEMO_MARKER_FILE).is_file():
         return target
