@@ -38,6 +38,8 @@ subcommands (p2r-eval SUBCOMMAND --help):
 
 A run folder holds results.json and samples/<task>.jsonl; running the same command again
 resumes it (finished items are never generated twice) and a finished run is not redone.
+Exit codes: 0 done; 1 every item failed; 2 the run could not start; 3 judge-graded items
+were left unscored because the judge failed (run the command again to grade them).
 """
 
 SubcommandRegistrar = Callable[[Any], None]
