@@ -119,6 +119,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
     run.add_argument("--decode-workers", type=int, default=0,
                      help="worker processes decoding upcoming items while the model "
                           "generates (default 0: decode inline)")
+    run.add_argument("--decode-timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="time budget for decoding one video; a video over it is that item's "
+                          "error (default 600)")
     run.add_argument("--shard", default=None, metavar="I/N",
                      help="evaluate only shard I of N (0-based) into OUTPUT/shards/I-of-N; the "
                           "last shard to finish merges all into OUTPUT. 'auto' takes RANK and "

@@ -47,6 +47,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         retry_errors=args.retry_errors,
         frame_cache=args.frame_cache.resolve() if args.frame_cache else None,
         decode_workers=args.decode_workers,
+        decode_timeout_s=args.decode_timeout,
         shard=parse_shard(args.shard) if args.shard else None,
         attribute_errors=args.attribute_errors,
     )

@@ -23,7 +23,12 @@ from p2r_eval.analysis import ProcessAnalysis, analyze_samples, render_analysis_
 from p2r_eval.items import Item
 from p2r_eval.judge.base import JudgeError
 from p2r_eval.judge.retry import RetriesExhausted
-from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
+from p2r_eval.media import (
+    DEFAULT_DECODE_TIMEOUT_S,
+    MediaError,
+    RequestBuilder,
+    prefetch_requests,
+)
 from p2r_eval.models.base import Backend, DecodingSettings, Request
 from p2r_eval.prompts import (
     REQUIRED_TAGS,
@@ -65,6 +70,7 @@ class EvalSettings:
     retry_errors: bool = False
     frame_cache: Path | None = None
     decode_workers: int = 0
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
     shard: Shard | None = None
     attribute_errors: bool = False
 
@@ -269,7 +275,7 @@ def evaluate_task(
         for start in range(0, len(pending), JUDGE_PENDING_CHUNK):
             writer.write_outputs(pending[start : start + JUDGE_PENDING_CHUNK])
     builder = RequestBuilder(settings.prompt_style, settings.frame_policy, backend.needs_media,
-                             settings.frame_cache)
+                             settings.frame_cache, settings.decode_timeout_s)
     stream = prefetch_requests(todo, builder, workers=settings.decode_workers,
                                depth=max(2 * settings.decode_workers, 2 * settings.batch_size))
     for batch in batched(stream, settings.batch_size):
@@ -364,6 +370,7 @@ def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> dict[
         "limit": settings.limit,
         "batch_size": settings.batch_size,
         "shard": list(settings.shard) if settings.shard else None,
+        "decode_timeout_s": settings.decode_timeout_s,
         "data_root": str(settings.data_root) if settings.data_root else None,
         "data_files": data_files,
     }

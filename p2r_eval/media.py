@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from p2r_eval.items import Item
 from p2r_eval.models.base import Request
 from p2r_eval.prompts import build_prompt
 from p2r_eval.video import FramePolicy, SampledFrames, VideoError, load_frame_folder, sample_frames
+
+DEFAULT_DECODE_TIMEOUT_S = 600.0
+"""The time budget for decoding one video (a stalled or pathological file fails its item)."""
 
 
 class MediaError(RuntimeError):
@@ -35,6 +39,7 @@ class RequestBuilder:
     policy: FramePolicy
     needs_media: bool = True
     frame_cache: Path | None = None
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
 
     def __call__(self, item: Item) -> Request:
         prompt = build_prompt(item, self.prompt_style)
@@ -50,24 +55,31 @@ class RequestBuilder:
         return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
 
     def sample(self, item: Item) -> SampledFrames:
-        return sample_media(item.media, item.media_type, self.policy, self.frame_cache)
+        return sample_media(item.media, item.media_type, self.policy, self.frame_cache,
+                            self.decode_timeout_s)
 
 
 def sample_media(
-    path: Path, media_type: str, policy: FramePolicy, frame_cache: Path | None = None
+    path: Path,
+    media_type: str,
+    policy: FramePolicy,
+    frame_cache: Path | None = None,
+    timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
 ) -> SampledFrames:
     """The frames ``policy`` takes from a video file (``media_type`` "video") or a frame folder
     ("frames"), through the frame cache when one is given: the one way every caller (p2r-eval,
-    the lmms-eval interop) turns a media path into model frames."""
+    the lmms-eval interop) turns a media path into model frames. Decoding a video longer
+    than ``timeout_s`` raises :class:`p2r_eval.video.VideoTimeoutError`."""
     if media_type == "frames":
         return load_frame_folder(path, policy)
+    sampler = partial(_sample_video, timeout_s=timeout_s)
     if frame_cache is None:
-        return sample_frames(path, policy=policy)
-    return FrameCache(frame_cache).get_or_sample(path, policy, _sample_video)
+        return sampler(path, policy)
+    return FrameCache(frame_cache).get_or_sample(path, policy, sampler)
 
 
-def _sample_video(path: Path, policy: FramePolicy) -> SampledFrames:
-    return sample_frames(path, policy=policy)
+def _sample_video(path: Path, policy: FramePolicy, *, timeout_s: float) -> SampledFrames:
+    return sample_frames(path, policy=policy, timeout_s=timeout_s)
 
 
 def _check_media_named(item: Item) -> None:

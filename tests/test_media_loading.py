@@ -62,3 +62,10 @@ def test_frame_cache_keys_on_content_and_policy(tiny_video, tmp_path):
     copy.write_bytes(bytes(data))
     os.utime(copy, ns=(1, 1))
     assert cache.content_hash(copy) != cache.content_hash(tiny_video)
+
+
+def test_a_video_over_the_decode_time_budget_is_its_items_error(tiny_video):
+    builder = RequestBuilder("p2r", POLICY, decode_timeout_s=1e-9)
+    ((_, result),) = prefetch_requests([item(0, tiny_video)], builder)
+    assert isinstance(result, MediaError)
+    assert tiny_video.name in str(result) and "time budget" in str(result)
