@@ -13,7 +13,6 @@ that the pipeline turns each into one item's error and goes on.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import threading
@@ -24,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2r_eval import media
 from p2r_eval.cli import main
 from p2r_eval.runstore import RunStore
 from p2r_eval.synthetic_media import (
@@ -185,14 +183,13 @@ def test_decoding_a_long_video_past_its_time_budget_is_an_error_not_a_hang(tmp_p
                       timeout_s=60)
 
 
-def test_the_pipeline_decodes_under_a_time_budget(bad_media_root, tmp_path, monkeypatch):
-    """p2r-eval decodes with ``sample_frames``' default budget (600 s, not configurable from
-    the command line); a decode past the budget is that item's error. A tiny budget makes
-    every video fail: exit 1, each error naming the file and the budget."""
-    monkeypatch.setattr(media, "sample_frames", functools.partial(sample_frames, timeout_s=1e-9))
+def test_the_pipeline_decodes_under_a_time_budget(bad_media_root, tmp_path):
+    """p2r-eval decodes each video under ``--decode-timeout`` (600 s by default); a decode past
+    the budget is that item's error. A tiny budget makes every video fail: exit 1, each error
+    naming the file and the budget."""
     output = tmp_path / "run"
     code = main([*DEMO_ARGS, "--data-root", str(bad_media_root["root"]),
-                 "--output", str(output)])
+                 "--decode-timeout", "1e-9", "--output", str(output)])
     samples = RunStore(output).load_samples("mvbench")
     decodes = [i for i, n in bad_media_root["names"].items() if n in bad_media_root["decodes"]]
     for item_id in decodes:
