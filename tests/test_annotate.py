@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from killing import run_and_kill
 
 from p2r_eval.judge.usage import price_per_mtok
 from p2r_eval.runstore import RunStoreError
@@ -515,14 +514,8 @@ def test_a_killed_run_resumes_to_the_same_output(
     with FakeJudgeServer(faults=["timeout"] * 100, slow_reply_s=0.5) as server:
         args = annotate_args(dataset, resumed, server, "--judge-concurrency", "1",
                              "--judge-timeout", "60")
-        process = subprocess.Popen([*command, *args], env=env, cwd=REPO_ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while len(step_ids(resumed, "judged.jsonl")) < 2 and time.monotonic() < deadline:
-            assert process.poll() is None, "the run finished before it could be interrupted"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        run_and_kill([*command, *args], lambda: len(step_ids(resumed, "judged.jsonl")) >= 2,
+                     env=env, cwd=REPO_ROOT, timeout_s=120, poll_s=0.05)
         judged_before = set(step_ids(resumed, "judged.jsonl"))
         assert 2 <= len(judged_before) < len(JUDGED)
         assert not (resumed / "cot.jsonl").exists()

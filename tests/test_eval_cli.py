@@ -2,15 +2,12 @@
 replay, exit codes."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from killing import run_and_kill
 
 from p2r_eval.cli import main
 from p2r_eval.tasks import TASK_NAMES
@@ -69,13 +66,8 @@ def test_finished_run_is_not_redone(uninterrupted_run, capsys):
 
 def test_killed_run_resumes_to_identical_results(uninterrupted_run, tmp_path):
     output = tmp_path / "killed"
-    process = subprocess.Popen(p2r_eval_command(*DEMO_ARGS, "--output", str(output)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and _sample_lines(output) < 5:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    run_and_kill(p2r_eval_command(*DEMO_ARGS, "--output", str(output)),
+                 lambda: _sample_lines(output) >= 5, timeout_s=300, poll_s=0.05)
     written = _sample_lines(output)
     assert written >= 5, "the run was killed before it wrote anything"
     assert main([*DEMO_ARGS, "--output", str(output)]) == 0

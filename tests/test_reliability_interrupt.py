@@ -19,16 +19,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from killing import run_and_kill
 
 from p2r_eval.cli import main
 from p2r_eval.evaluate import EvalSettings, run_evaluation
@@ -129,24 +127,6 @@ def samples_bytes(run: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.jsonl")) if folder.is_dir() else 0
 
 
-def run_and_kill(command: list[str], reached: Callable[[], bool], timeout_s: float = 180) -> None:
-    """Start ``command``; SIGKILL it as soon as ``reached()``; fail if it ended on its own."""
-    process = subprocess.Popen(command, env=subprocess_env(), cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not reached():
-            assert process.poll() is None, "the run finished before the kill point"
-            assert time.monotonic() < deadline, "the kill point was never reached"
-            time.sleep(0.002)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
-
-
 def torn_tails(run: Path) -> int:
     """Samples files whose last line is half written."""
     return sum(1 for p in (run / "samples").glob("*.jsonl")
@@ -174,7 +154,8 @@ def test_ten_random_kills_resume_to_the_uninterrupted_results(data_root, tmp_pat
     torn = 0
     for target in targets:
         run_and_kill(p2r_eval_command(*replay_args(data_root, killed)),
-                     lambda target=target: samples_bytes(killed) >= target)
+                     lambda target=target: samples_bytes(killed) >= target,
+                     env=subprocess_env(), cwd=REPO_ROOT, poll_s=0.002)
         torn += torn_tails(killed)
     assert main(replay_args(data_root, killed)) == 0
     assert_same_run(killed, reference, TASKS)
@@ -254,6 +235,7 @@ def test_demo_model_killed_twice_resumes_to_the_uninterrupted_results(tmp_path):
     killed = tmp_path / "killed"
     for point in points:
         run_and_kill(p2r_eval_command(*DEMO_ARGS, "--output", str(killed)),
-                     lambda point=point: finished_items(killed) >= point)
+                     lambda point=point: finished_items(killed) >= point,
+                     env=subprocess_env(), cwd=REPO_ROOT, poll_s=0.002)
     assert main([*DEMO_ARGS, "--output", str(killed)]) == 0
     assert_same_run(killed, reference, ("mvbench", "videomme"))

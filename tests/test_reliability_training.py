@@ -25,14 +25,12 @@ import json
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from judge_server import FakeJudgeServer
+from killing import run_and_kill
 from training_support import cot_record, demo_model, write_clips
 
 from training.annotate import main as annotate_main
@@ -88,21 +86,9 @@ def uninterrupted(model_dir: Path, data_file: Path, tmp_path_factory) -> Path:
 
 def train_and_kill(arguments: list[str], checkpoint: Path) -> None:
     """Run ``p2r-train`` with ``arguments``; SIGKILL it once ``checkpoint`` is complete."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "training.cli", *arguments], env=env,
-                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while saved_state(checkpoint) is None:
-            assert process.poll() is None, "training ended before the kill point"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    run_and_kill([sys.executable, "-m", "training.cli", *arguments],
+                 lambda: saved_state(checkpoint) is not None,
+                 env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT, timeout_s=300)
 
 
 def test_sft_killed_at_two_random_checkpoints_resumes_to_the_same_weights(
@@ -205,21 +191,10 @@ def test_annotation_killed_at_three_random_points_writes_the_same_files(
     for point in points:
         # Each judge call takes 0.3 s, so the kill lands while the run is judging.
         with FakeJudgeServer(faults=["timeout"] * 50, slow_reply_s=0.3) as server:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "training.annotate",
-                 *annotate_args(annotate_input, killed, server.url)],
-                env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 120
-            try:
-                while len(log_ids(killed, "judged.jsonl")) < point:
-                    assert process.poll() is None, "the run ended before the kill point"
-                    assert time.monotonic() < deadline
-                    time.sleep(0.01)
-                os.kill(process.pid, signal.SIGKILL)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
+            run_and_kill([sys.executable, "-m", "training.annotate",
+                          *annotate_args(annotate_input, killed, server.url)],
+                         lambda point=point: len(log_ids(killed, "judged.jsonl")) >= point,
+                         env=env, cwd=REPO_ROOT, timeout_s=120)
             calls += server.model_calls()
     assert not (killed / "cot.jsonl").exists()
     with FakeJudgeServer() as server:
