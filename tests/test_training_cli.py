@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from judge_server import FakeJudgeServer
@@ -56,6 +57,16 @@ def grpo_command(model_dir, data_file, output, *extra):
 def test_pa_grpo_without_a_judge_is_refused(tmp_path_factory, data_file, tmp_path):
     with pytest.raises(SystemExit, match="needs --judge"):
         main(grpo_command(demo_model(tmp_path_factory), data_file, tmp_path / "run"))
+
+
+def test_vllm_rollouts_without_vllm_say_how_to_install(tmp_path_factory, data_file, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    command = grpo_command(demo_model(tmp_path_factory), data_file, tmp_path / "run",
+                           "--process-agnostic", "--rollouts", "vllm")
+    with pytest.raises(SystemExit, match=r"p2r-train grpo: .*pip install 'p2r\[vllm\]'"):
+        main(command)
+    assert not (tmp_path / "run").exists()
 
 
 def test_pa_grpo_run_then_plot(tmp_path_factory, data_file, tmp_path, monkeypatch):

@@ -48,6 +48,8 @@ examples:
   p2r-train grpo --model runs/sft --data rl.json --output runs/no-sep --judge openai \\
       --judge-base-url http://127.0.0.1:8000/v1 --no-separation
       ablation: rewards summed, one advantage; judge served by `vllm serve`
+  p2r-train grpo ... --rollouts vllm --vllm-gpu-memory-utilization 0.3
+      sample rollouts with an in-process vLLM engine on each GPU (needs vllm installed)
   p2r-train grpo ... --resume
       continue from the newest checkpoint-<step> in --output
 """
@@ -214,6 +216,14 @@ def _add_grpo_options(parser: argparse.ArgumentParser) -> None:
                     "reference model)")
     rl.add_argument("--loss-type", default="grpo", help="TRL loss type (default grpo)")
     rl.add_argument("--scale-rewards", choices=("group", "batch", "none"), default="group")
+    rl.add_argument("--rollouts", choices=("transformers", "vllm"), default="transformers",
+                    help="what samples the completions: the policy with transformers' "
+                         "generate (default), or a vLLM engine beside it on each GPU (TRL's "
+                         "colocate mode, weights copied at every step; needs vllm)")
+    rl.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.3,
+                    help="share of each GPU's memory the vLLM engine takes (default 0.3)")
+    rl.add_argument("--vllm-max-model-length", type=int, default=None,
+                    help="vLLM's context window (default: the model's)")
     ablation = parser.add_argument_group("ablations (the paper's table)")
     ablation.add_argument("--process-agnostic", action="store_true",
                           help="plain GRPO: one reward (accuracy+format+length), one advantage")
@@ -273,6 +283,26 @@ def build_judge(args: argparse.Namespace, needed: bool) -> Any:
                       concurrency=args.judge_concurrency)
 
 
+def rollout_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """GRPOConfig fields of the rollout engine the command line chose."""
+    if args.rollouts == "transformers":
+        return {}
+    return {"use_vllm": True, "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": args.vllm_gpu_memory_utilization,
+            "vllm_max_model_length": args.vllm_max_model_length}
+
+
+def refuse_unusable_rollouts(config: Any) -> None:
+    """Exit with the reason when the chosen rollout engine cannot run (before any loading)."""
+    from p2r_eval.models.base import BackendError
+    from training.vllm_rollouts import check_rollout_engine
+
+    try:
+        check_rollout_engine(config)
+    except (ValueError, BackendError) as error:
+        raise SystemExit(f"p2r-train grpo: {error}") from None
+
+
 def run_grpo_command(args: argparse.Namespace) -> int:
     from trl import GRPOConfig
 
@@ -283,7 +313,8 @@ def run_grpo_command(args: argparse.Namespace) -> int:
         output_dir=str(args.output), num_generations=args.num_generations,
         max_completion_length=args.max_completion_length, temperature=args.temperature,
         beta=args.beta, loss_type=args.loss_type, scale_rewards=args.scale_rewards,
-        **trainer_settings(args))
+        **rollout_settings(args), **trainer_settings(args))
+    refuse_unusable_rollouts(config)
     output = run_grpo(_resolve_model(args.model), args.data, args.output, config,
                       media_root=args.media_root, policy=_frame_policy(args), design=design,
                       judge=build_judge(args, design.needs_judge), frame_cache=args.frame_cache,

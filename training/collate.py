@@ -26,7 +26,13 @@ import torch
 from p2r_eval.items import Item, item_from_row
 from p2r_eval.media import MediaError, RequestBuilder
 from p2r_eval.models.base import Request
-from p2r_eval.models.hf import chat_messages, check_media, limit_pixels, video_metadata
+from p2r_eval.models.hf import (
+    chat_messages,
+    check_media,
+    limit_pixels,
+    prompt_text,
+    video_metadata,
+)
 from p2r_eval.video import FramePolicy
 
 logger = logging.getLogger(__name__)
@@ -46,13 +52,6 @@ def training_processor(processor: Any, policy: FramePolicy) -> Any:
     limited = copy.deepcopy(processor)
     limit_pixels(limited, policy.max_pixels)
     return limited
-
-
-def prompt_text(processor: Any, request: Request) -> str:
-    """The chat up to and including the assistant header."""
-    return processor.apply_chat_template(
-        chat_messages(request), add_generation_prompt=True, tokenize=False
-    )
 
 
 def conversation_text(processor: Any, request: Request, target: str) -> str:
@@ -171,10 +170,13 @@ class VisualInput:
 
 @dataclass
 class PromptEncoding:
-    """A prompt's token ids (vision placeholders expanded) and its visual input."""
+    """A prompt's token ids (vision placeholders expanded) and its visual input; ``request``
+    (the decoded frames and the prompt) is kept for rollout engines that process the media
+    themselves (vLLM)."""
 
     prompt_ids: list[int]
     visual: VisualInput
+    request: Request | None = None
 
 
 def _split_visuals(batch: Any, requests: Sequence[Request], keys: Sequence[str]
@@ -210,11 +212,14 @@ class RolloutCollator:
     Rows of the same item (GRPO repeats each prompt ``num_generations`` times) share one
     encoding: media decoded and processed once per distinct item. Unreadable media raise
     :class:`TrainingMediaError` naming the item (a group cannot lose a member).
+    ``keep_requests`` keeps each encoding's decoded request (frames at their sampled size).
     """
 
-    def __init__(self, processor: Any, builder: RequestBuilder) -> None:
+    def __init__(self, processor: Any, builder: RequestBuilder, *,
+                 keep_requests: bool = False) -> None:
         self.processor = processor
         self.builder = builder
+        self.keep_requests = keep_requests
 
     def _request(self, item: Item) -> Request:
         try:
@@ -235,6 +240,7 @@ class RolloutCollator:
         encodings = {}
         for index, (key, visual) in enumerate(zip(keys, visuals, strict=True)):
             ids = batch["input_ids"][index][batch["attention_mask"][index].bool()].tolist()
-            encodings[key] = PromptEncoding(ids, visual)
+            request = requests[index] if self.keep_requests else None
+            encodings[key] = PromptEncoding(ids, visual, request)
         return [{**row, "rollout": encodings[item_key(item)]} for row, item in zip(rows, items,
                                                                                    strict=True)]

@@ -11,7 +11,8 @@ Video in every forward
     ``_get_per_token_logps_and_entropies`` gives the same visuals to the old/reference passes
     and to the training forward, whose rows carry them through TRL's shuffle and split as
     the ``visuals`` column. The vision encoder runs once per prompt (see
-    :mod:`training.vision`).
+    :mod:`training.vision`). With ``use_vllm`` (colocate mode) TRL's engine samples instead,
+    from the same frames (:mod:`training.vllm_rollouts`).
 
 Rewards per process
     One TRL reward function per component (:mod:`training.rewards`), all read from one table
@@ -74,6 +75,7 @@ from training.vision import (
     placeholder_token_ids,
     visual_forward_kwargs,
 )
+from training.vllm_rollouts import RolloutSampling, VideoRollouts, check_rollout_engine
 
 
 class RewardColumn:
@@ -119,9 +121,7 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
     def __init__(self, model: Any, args: GRPOConfig, train_dataset: Any, processing_class: Any,
                  *, builder: RequestBuilder, design: RewardDesign | None = None,
                  judge: Any = None, freeze_vision: bool = False, **kwargs: Any) -> None:
-        if args.use_vllm or args.use_transformers_continuous_batching:
-            raise ValueError("PAGRPOTrainer generates with transformers: vLLM and continuous "
-                             "batching rollouts do not pass videos yet")
+        check_rollout_engine(args)
         if args.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError("PAGRPOTrainer computes its own advantages: keep "
                              "multi_objective_aggregation='sum_then_normalize'")
@@ -133,20 +133,33 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         self._gathered_rewards: torch.Tensor | None = None
         self._batch: tuple[list, list[str], list] = ([], [], [])
         columns = [RewardColumn(name, self) for name in self.design.components]
-        args = _suppressing_placeholders(args, _model_config(model))
+        if not args.use_vllm:
+            args = _suppressing_placeholders(args, _model_config(model))
         args.remove_unused_columns = False  # rewards and media read the item columns
         super().__init__(model=model, reward_funcs=columns, args=args,
                          train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.reward_weights = torch.tensor([self.design.weight(n) for n in self.design.components])
-        self.data_collator = RolloutCollator(
-            training_processor(processing_class, builder.policy), builder
-        )
+        processor = training_processor(processing_class, builder.policy)
+        self.data_collator = RolloutCollator(processor, builder, keep_requests=args.use_vllm)
         self.perception_judge = PerceptionJudge(judge) if judge is not None else None
         self.token_pieces = TokenPieces(self._tokenizer)
         self.stop_tokens = StopTokens(end=frozenset(self.eos_token_ids),
                                       pad=self._tokenizer.pad_token_id)
         if freeze_vision:
             freeze_vision_tower(self.model)
+        self.video_rollouts = (
+            VideoRollouts(self.vllm_generation.llm, processor, self._rollout_sampling(args))
+            if args.use_vllm else None
+        )
+
+    def _rollout_sampling(self, args: GRPOConfig) -> RolloutSampling:
+        return RolloutSampling(
+            temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            min_p=self.min_p or 0.0, repetition_penalty=self.repetition_penalty,
+            max_tokens=self.max_completion_length, end_ids=frozenset(self.eos_token_ids),
+            suppressed_ids=frozenset(placeholder_token_ids(_model_config(self.model))),
+            extra=dict(args.generation_kwargs or {}),
+        )
 
     # -- visuals ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -184,7 +197,10 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids: list[list[int]], images: Any,
                               multimodal_fields: Any, num_generations: int,
-                              has_tool_images: bool = False) -> tuple[list[list[int]], None]:
+                              has_tool_images: bool = False
+                              ) -> tuple[list[list[int]], list[list[float]] | None]:
+        if self.video_rollouts is not None:
+            return self._generate_with_vllm()
         device = self.accelerator.device
         prompts = [torch.tensor(ids) for ids in prompt_ids]
         input_ids = pad(prompts, padding_value=self._tokenizer.pad_token_id, padding_side="left",
@@ -208,6 +224,15 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
                                            **visual_inputs)
         completions = sequences[:, input_ids.shape[1]:].tolist()
         return [self._through_first_end(ids) for ids in completions], None
+
+    def _generate_with_vllm(self) -> tuple[list[list[int]], list[list[float]]]:
+        """The batch's completions and their sampling log-probabilities from vLLM, with the
+        policy's weights copied into the engine first at each new step (as TRL does)."""
+        if self.state.global_step != self._last_loaded_step:
+            self.vllm_generation.sync_weights()
+            self._last_loaded_step = self.state.global_step
+        requests = [row["rollout"].request for row in self._rollout_rows]
+        return self.video_rollouts.generate(requests)
 
     def _through_first_end(self, token_ids: list[int]) -> list[int]:
         """Sampled ids up to and including the first end-of-sequence id."""
