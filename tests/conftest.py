@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 
 from p2r_eval import synthetic_media
+from p2r_eval.models.demo import ensure_demo_model
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo Qwen2.5-VL checkpoint (the training tests' model), built once per session."""
+    return ensure_demo_model(tmp_path_factory.getbasetemp() / "p2r-cache")
 
 
 @pytest.fixture(scope="session")

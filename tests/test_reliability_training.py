@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from judge_server import FakeJudgeServer
 from killing import run_and_kill
-from training_support import cot_record, demo_model, write_clips
+from training_support import cot_record, write_clips
 
 from training.annotate import main as annotate_main
 from training.cli import main
@@ -40,11 +40,6 @@ pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return demo_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

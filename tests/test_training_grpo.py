@@ -8,7 +8,6 @@ import torch
 from judge_server import FakeJudgeServer
 from training_support import (
     TEST_POLICY,
-    demo_model,
     fake_server_judge,
     grpo_config,
     rl_record,
@@ -27,11 +26,6 @@ PA_METRICS = ("rewards/perception/mean", "rewards/reasoning/mean", "collapse/per
               "collapse/reasoning", "collapse/total", "think_answer_mismatch",
               "tokens/perception", "tokens/reasoning", "judge/failures",
               "rewards/perception_accuracy/mean", "rewards/reasoning_accuracy/mean")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return demo_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

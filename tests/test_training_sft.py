@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from training_support import TEST_POLICY, cot_record, demo_model, write_clips
+from training_support import TEST_POLICY, cot_record, write_clips
 
 from p2r_eval.models import DecodingSettings, Request, load_backend
 from p2r_eval.video import sample_frames
@@ -15,11 +15,6 @@ from training.checkpoints import newest_complete_checkpoint, resume_target
 from training.cli import main
 from training.data import sft_rows
 from training.sft import build_sft_trainer, sft_config
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return demo_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

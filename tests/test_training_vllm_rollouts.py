@@ -13,6 +13,7 @@ training forward's (same weights, same inputs); unsupported modes are refused up
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ import torch
 from judge_server import FakeJudgeServer
 from training_support import (
     TEST_POLICY,
-    demo_model,
     fake_server_judge,
     grpo_config,
     rl_record,
@@ -175,27 +175,19 @@ def stand_in_vllm(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setattr(trl_vllm, "is_vllm_available", lambda *a, **k: True)
     monkeypatch.setattr(trl_vllm, "LLM", TransformersEngine, raising=False)
-    # TRL sets these for vLLM's launcher: monkeypatch removes them after the test
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    return module
+    environment = dict(os.environ)
+    yield module
+    # TRL set RANK, WORLD_SIZE, MASTER_PORT... for vLLM's launcher: left behind, they would
+    # make every later trainer of the session start a distributed process group
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return demo_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
+def rows(tmp_path_factory):
+    """Two video items, each on its own clip."""
     folder = tmp_path_factory.mktemp("vllm-media")
-    write_clips(folder, 2)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def rows(media):
-    return rl_rows([rl_record(0, "clip0.mp4"), rl_record(1, "clip1.mp4")], media)
+    return rl_rows([rl_record(i, name) for i, name in enumerate(write_clips(folder, 2))], folder)
 
 
 VLLM_SETTINGS = {"use_vllm": True, "vllm_mode": "colocate",
