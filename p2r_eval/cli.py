@@ -118,7 +118,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
                           "policy) and reused across runs and models (safe to share)")
     run.add_argument("--decode-workers", type=int, default=0,
                      help="worker processes decoding upcoming items while the model "
-                          "generates (default 0: decode inline)")
+                          "loads and generates (default 0: decode inline)")
     run.add_argument("--decode-timeout", type=float, default=600.0, metavar="SECONDS",
                      help="time budget for decoding one video; a video over it is that item's "
                           "error (default 600)")

@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import re
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,19 @@ from p2r_eval.checkpoints import (
     write_checkpoint_reports,
 )
 from p2r_eval.cli_settings import decoding_from_args, frame_policy_from_args
-from p2r_eval.evaluate import EvalSettings, finished_run, model_display_name, run_evaluation
+from p2r_eval.evaluate import (
+    EvalSettings,
+    finished_run,
+    model_display_name,
+    run_evaluation,
+    start_decoding_early,
+)
 from p2r_eval.judge.base import JudgeError
+from p2r_eval.media import DecodePool
 from p2r_eval.models.base import BackendError
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
-from p2r_eval.tasks import AnnotationError, load_task, resolve_task_names
+from p2r_eval.tasks import AnnotationError, LoadedTask, load_task, resolve_task_names
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +101,11 @@ def run_eval_command(args: argparse.Namespace) -> int:
             RunStore(run_folder).check_free()
             loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
             judge = make_configured_judge(args)
-            backend = load_configured_backend(settings, args)
-            results = run_evaluation(settings, backend, run_folder, judge=judge,
-                                     show_progress=not args.quiet, loaded_tasks=loaded_tasks)
+            with decode_pool_for(settings, run_folder, loaded_tasks) as decode_pool:
+                backend = load_configured_backend(settings, args)
+                results = run_evaluation(settings, backend, run_folder, judge=judge,
+                                         show_progress=not args.quiet,
+                                         loaded_tasks=loaded_tasks, decode_pool=decode_pool)
         except (BackendError, RunStoreError, AnnotationError, FileNotFoundError,
                 JudgeError) as error:
             print(f"p2r-eval: {error}", file=sys.stderr)
@@ -102,6 +113,21 @@ def run_eval_command(args: argparse.Namespace) -> int:
     if settings.shard:
         return finish_shard(results, output, settings)
     return finish(results, output, settings)
+
+
+@contextmanager
+def decode_pool_for(
+    settings: EvalSettings, run_folder: Path, loaded_tasks: Sequence[LoadedTask]
+) -> Iterator[DecodePool | None]:
+    """The run's decode workers (None with ``--decode-workers 0``), made before the model
+    loads and already decoding the run's first items, so that both overlap."""
+    if settings.decode_workers <= 0:
+        yield None
+        return
+    with DecodePool(settings.decode_workers) as pool:
+        if not settings.model_spec.startswith("replay:"):  # a replay reads no media
+            start_decoding_early(pool, settings, loaded_tasks, run_folder)
+        yield pool
 
 
 def run_checkpoints_command(settings: EvalSettings, args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from p2r_eval.judge.base import JudgeError
 from p2r_eval.judge.retry import RetriesExhausted
 from p2r_eval.media import (
     DEFAULT_DECODE_TIMEOUT_S,
+    DecodePool,
     MediaError,
     RequestBuilder,
     prefetch_requests,
@@ -251,6 +252,40 @@ def judge_pending(items: Sequence[Item], finished: dict[str, dict[str, Any]]) ->
     return [item for item in items if item.id in finished and awaits_judge(finished[item.id])]
 
 
+def request_builder(settings: EvalSettings, needs_media: bool) -> RequestBuilder:
+    """How a run's items become requests, for a backend that does or does not take media."""
+    return RequestBuilder(settings.prompt_style, settings.frame_policy, needs_media,
+                          settings.frame_cache, settings.decode_timeout_s)
+
+
+def prefetch_depth(settings: EvalSettings) -> int:
+    """How many items are decoded ahead of the model at most."""
+    return max(2 * settings.decode_workers, 2 * settings.batch_size)
+
+
+def task_items(loaded: LoadedTask, settings: EvalSettings) -> list[Item]:
+    """The items of a task this run covers (its limit, its shard)."""
+    return shard_items(limited(loaded.items, settings.limit), settings.shard)
+
+
+def start_decoding_early(
+    pool: DecodePool, settings: EvalSettings, loaded_tasks: Sequence[LoadedTask], output: Path
+) -> None:
+    """Start decoding the first items the run in ``output`` will generate (as many as it
+    decodes ahead) in ``pool``, before the model is loaded, for a backend that takes media:
+    the model's loading and that decoding then overlap. Only a guess at what the run will do
+    (it reads the run's samples without its lock); a request started for nothing is dropped,
+    never used wrongly."""
+    store = RunStore(output)
+    first: list[Item] = []
+    for loaded in loaded_tasks:
+        finished = store.load_samples(loaded.name, repair=False)
+        first += pending_items(task_items(loaded, settings), finished, settings.retry_errors)
+        if first:
+            break
+    pool.start_early(first[: prefetch_depth(settings)], request_builder(settings, True))
+
+
 def evaluate_task(
     loaded: LoadedTask,
     backend: Backend,
@@ -258,13 +293,16 @@ def evaluate_task(
     settings: EvalSettings,
     judge: Any = None,
     show_progress: bool = True,
+    decode_pool: DecodePool | None = None,
 ) -> TaskOutcome:
     """Generate and score every pending item of one task, then aggregate all its samples.
-    ``judge``: a :class:`GradingJudge` (one per run, see there) or a plain judge."""
+    ``judge``: a :class:`GradingJudge` (one per run, see there) or a plain judge;
+    ``decode_pool``: the run's decode workers (else, with ``settings.decode_workers``, the
+    task starts its own)."""
     started = time.monotonic()
     if judge is not None and not isinstance(judge, GradingJudge):
         judge = GradingJudge(judge)
-    items = shard_items(limited(loaded.items, settings.limit), settings.shard)
+    items = task_items(loaded, settings)
     finished = store.load_samples(loaded.name)
     todo = pending_items(items, finished, settings.retry_errors)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=loaded.name, unit="item",
@@ -274,10 +312,9 @@ def evaluate_task(
         pending = [(item, finished[item.id]["output"]) for item in judge_pending(items, finished)]
         for start in range(0, len(pending), JUDGE_PENDING_CHUNK):
             writer.write_outputs(pending[start : start + JUDGE_PENDING_CHUNK])
-    builder = RequestBuilder(settings.prompt_style, settings.frame_policy, backend.needs_media,
-                             settings.frame_cache, settings.decode_timeout_s)
+    builder = request_builder(settings, backend.needs_media)
     stream = prefetch_requests(todo, builder, workers=settings.decode_workers,
-                               depth=max(2 * settings.decode_workers, 2 * settings.batch_size))
+                               depth=prefetch_depth(settings), pool=decode_pool)
     for batch in batched(stream, settings.batch_size):
         for item, request in batch:
             if isinstance(request, MediaError):
@@ -425,12 +462,14 @@ def run_evaluation(
     show_progress: bool = True,
     on_task_done: Callable[[dict[str, Any]], None] | None = None,
     loaded_tasks: Sequence[LoadedTask] | None = None,
+    decode_pool: DecodePool | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``settings.tasks`` into ``output`` and return the results dictionary.
 
     Resumes a previous run in ``output`` (same model and settings), skipping finished items.
     ``loaded_tasks`` replaces loading ``settings.tasks`` from the data (the probe passes items
-    that carry observations).
+    that carry observations); ``decode_pool`` is the run's decode workers (see
+    :func:`start_decoding_early`), else each task starts its own.
     results.json is rewritten after every task, so a crash loses at most the item in flight.
     """
     store = RunStore(output)
@@ -457,7 +496,8 @@ def run_evaluation(
         analysis_sections = []
         grading = GradingJudge(judge) if judge is not None else None
         for loaded in loaded_tasks:
-            outcome = evaluate_task(loaded, backend, store, settings, grading, show_progress)
+            outcome = evaluate_task(loaded, backend, store, settings, grading, show_progress,
+                                    decode_pool)
             results["tasks"][outcome.name] = outcome.entry
             store.write_results(results)
             analysis_sections.append(f"## {outcome.name}\n\n{outcome.analysis_markdown}\n")

@@ -2,14 +2,16 @@
 one is configured), in worker processes ahead of the model when asked.
 
 :func:`prefetch_requests` keeps at most ``depth`` items decoding at once, so memory stays
-bounded however long the videos are, while the model works on the current batch.
+bounded however long the videos are, while the model works on the current batch. A
+:class:`DecodePool` keeps those workers for a whole run and can start them, and the first
+items' decoding, before the model is loaded.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
@@ -113,29 +115,79 @@ def _build_or_error(builder: RequestBuilder, item: Item) -> Request | MediaError
         return error
 
 
+class DecodePool:
+    """Decode worker processes shared by every task of a run: they start once, not per task.
+
+    Made before the model loads, and given the run's first items with :meth:`start_early`,
+    the workers' start-up and those items' decoding run on another core while the model
+    loads; :func:`prefetch_requests` then takes their results instead of decoding again.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"a decode pool needs at least one worker, got {workers}")
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._early: dict[tuple[RequestBuilder, str, str], Future] = {}
+
+    def start_early(self, items: Iterable[Item], builder: RequestBuilder) -> None:
+        """Start building these items' requests now (the pool's caller bounds how many)."""
+        for item in items:
+            key = (builder, item.task, item.id)
+            if key not in self._early:
+                self._early[key] = self._executor.submit(_build_or_error, builder, item)
+
+    def submit(self, builder: RequestBuilder, item: Item) -> Future:
+        """The request of ``item``: the one started early if there is one, else a new one."""
+        early = self._early.pop((builder, item.task, item.id), None)
+        if early is not None:
+            return early
+        return self._executor.submit(_build_or_error, builder, item)
+
+    def close(self) -> None:
+        """Stop the workers; requests started early and never asked for are dropped."""
+        for future in self._early.values():
+            future.cancel()
+        self._early.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 def prefetch_requests(
-    items: Iterable[Item], builder: RequestBuilder, workers: int = 0, depth: int | None = None
+    items: Iterable[Item],
+    builder: RequestBuilder,
+    workers: int = 0,
+    depth: int | None = None,
+    pool: DecodePool | None = None,
 ) -> Iterator[tuple[Item, Request | MediaError]]:
     """Yield ``(item, request or error)`` in item order.
 
-    With ``workers > 0``, requests are built in that many worker processes, at most ``depth``
-    (default ``2 * workers``) ahead of the consumer; with 0, inline.
+    With ``workers > 0``, requests are built in that many worker processes (those of ``pool``
+    when one is given, else a pool made for this call), at most ``depth`` (default
+    ``2 * workers``) ahead of the consumer; with 0 and no ``pool``, inline.
     """
+    if pool is not None:
+        yield from _bounded_map(partial(pool.submit, builder), items, depth or 2 * pool.workers)
+        return
     if workers <= 0:
         for item in items:
             yield item, _build_or_error(builder, item)
         return
-    depth = depth or 2 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        yield from _bounded_map(pool, builder, items, depth)
+    with DecodePool(workers) as own_pool:
+        yield from _bounded_map(partial(own_pool.submit, builder), items, depth or 2 * workers)
 
 
 def _bounded_map(
-    pool: Executor, builder: RequestBuilder, items: Iterable[Item], depth: int
+    submit: Callable[[Item], Future], items: Iterable[Item], depth: int
 ) -> Iterator[tuple[Item, Request | MediaError]]:
     in_flight: deque[tuple[Item, Future]] = deque()
     for item in items:
-        in_flight.append((item, pool.submit(_build_or_error, builder, item)))
+        in_flight.append((item, submit(item)))
         if len(in_flight) >= depth:
             done_item, future = in_flight.popleft()
             yield done_item, future.result()
