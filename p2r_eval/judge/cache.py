@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 CACHE_FILE_NAME = "judge_cache.sqlite3"
+# How long an access waits for another process's lock on the cache.
+LOCK_WAIT_S = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
     key TEXT PRIMARY KEY,
@@ -73,13 +75,28 @@ class ReplyCache:
         except OSError as error:
             raise OSError(f"cannot create judge cache directory {directory}: {error}") from error
         self.path = directory / CACHE_FILE_NAME
+        self._enable_write_ahead_log()
         with self._connection() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(_SCHEMA)
+
+    def _enable_write_ahead_log(self) -> None:
+        """WAL mode, so readers never block the writer. The switch takes a lock SQLite does
+        not wait for, so processes opening a new cache at once (a distributed launch) retry
+        it until the lock wait would have run out."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                with self._connection() as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=60.0)) as connection:
+        with closing(sqlite3.connect(self.path, timeout=LOCK_WAIT_S)) as connection:
             with connection:
                 yield connection
 
