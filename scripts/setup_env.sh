@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${P2R_VENV:-.venv}
-EXTRAS=${P2R_EXTRAS:-dev,train}
+EXTRAS=${P2R_EXTRAS:-dev,train,deepspeed}
 TORCH_VERSION=${P2R_TORCH_VERSION:-2.13.0}
 TORCHVISION_VERSION=${P2R_TORCHVISION_VERSION:-0.28.0}
 STAMP="$VENV/.p2r-setup-$(cat pyproject.toml scripts/setup_env.sh env/*.py | sha256sum | cut -c1-16)-$EXTRAS"

@@ -12,6 +12,12 @@ Two things transformers' ``Trainer`` gets wrong for these runs, fixed here for b
   so no key matches and training would silently go on from the initial weights.
   :class:`ResumesThroughFromPretrained` loads them through ``from_pretrained``, which maps
   the keys, and requires every key to match.
+
+And one thing transformers gets wrong under DeepSpeed ZeRO-3 (5.23): a model loaded inside
+``deepspeed.zero.Init`` keeps *every* key renaming its class knows, not only those that matched
+the checkpoint, so ``save_pretrained`` writes ``model.model.layers.*`` instead of
+``model.layers.*``. ``from_pretrained`` maps those back, but other loaders (vLLM) do not.
+:func:`keep_used_weight_conversions` restores the normal behaviour before every save.
 """
 
 from __future__ import annotations
@@ -58,8 +64,22 @@ def resume_target(resume: bool | str | None, output_dir: Path) -> str | None:
     return str(checkpoint)
 
 
+def keep_used_weight_conversions(model: Any) -> None:
+    """Keep only the key renamings that matched the checkpoint ``model`` was loaded from, so
+    ``save_pretrained`` writes the checkpoint's own key names (what transformers does outside
+    ZeRO-3)."""
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if c.was_used()]
+
+
 class ResumesThroughFromPretrained:
-    """Trainer mixin: a resumed run gets its weights through ``from_pretrained``."""
+    """Trainer mixin: a resumed run gets its weights through ``from_pretrained``, and every
+    checkpoint is written under the key names the model was loaded with (also under ZeRO-3)."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        keep_used_weight_conversions(self.accelerator.unwrap_model(self.model))
+        super()._save(output_dir, state_dict=state_dict)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         target = model if model is not None else self.model

@@ -364,7 +364,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return int(args.func(args))
+    code = int(args.func(args))
+    leave_process_group()
+    return code
+
+
+def leave_process_group() -> None:
+    """End a distributed launch's process group before the interpreter exits.
+
+    Every process first waits for the others (the main one may still be writing the
+    checkpoint), which also drains pending asynchronous collectives. Left to interpreter
+    shutdown, a Gloo worker thread that frees such a collective's Python-owned tensor aborts
+    the process ("terminate called without an active exception"), and the launcher reports a
+    finished run as failed.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.barrier()
+        distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
