@@ -29,6 +29,7 @@ from training_support import (
     grpo_config,
     rl_record,
     write_clips,
+    write_picture,
 )
 from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
 
@@ -123,10 +124,14 @@ class TransformersEngine:
     def _inputs(self, prompt: dict[str, Any]) -> Any:
         """What vLLM's Qwen2.5-VL processing does with a prompt: the processor on the text, the
         frames and the per-request arguments (metadata without vLLM's own flag)."""
-        frames, metadata = prompt["multi_modal_data"]["video"][0]
+        media, settings = prompt["multi_modal_data"], prompt["mm_processor_kwargs"]
+        if "image" in media:
+            return self.processor(text=[prompt["prompt"]], images=[media["image"]],
+                                  return_tensors="pt", **settings)
+        frames, metadata = media["video"][0]
         metadata = {k: v for k, v in metadata.items() if k != "do_sample_frames"}
         return self.processor(text=[prompt["prompt"]], videos=[frames], video_metadata=[metadata],
-                              return_tensors="pt", **prompt["mm_processor_kwargs"])
+                              return_tensors="pt", **settings)
 
     def generate(self, prompts: list[dict[str, Any]], sampling_params: list[SamplingParams],
                  use_tqdm: bool = True) -> list[RequestOutput]:
@@ -188,6 +193,12 @@ def rows(tmp_path_factory):
     """Two video items, each on its own clip."""
     folder = tmp_path_factory.mktemp("vllm-media")
     return rl_rows([rl_record(i, name) for i, name in enumerate(write_clips(folder, 2))], folder)
+
+
+@pytest.fixture(scope="module")
+def image_row(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vllm-image")
+    return rl_rows([rl_record(2, write_picture(folder), data_type="image")], folder)[0]
 
 
 VLLM_SETTINGS = {"use_vllm": True, "vllm_mode": "colocate",
@@ -257,6 +268,21 @@ def test_vllm_sees_the_training_prompt_and_frames(stand_in_vllm, model_dir, rows
     assert all(bias <= -100 for bias in params.logit_bias.values())
     assert set(params.stop_token_ids) == set(trainer.eos_token_ids)
     assert params.max_tokens == trainer.max_completion_length and params.logprobs == 0
+
+
+def test_vllm_sees_the_training_prompt_of_an_image_item(stand_in_vllm, model_dir, rows,
+                                                       image_row, tmp_path):
+    trainer = make_trainer(model_dir, [*rows, image_row], tmp_path / "image")
+    trainer.model.train()
+    collated = trainer.data_collator([rows[0], rows[0], image_row, image_row])
+    trainer._prepare_inputs(collated)
+    engine = trainer.vllm_generation.llm
+    assert engine.prompt_ids == [collated[i]["rollout"].prompt_ids for i in (0, 2)]
+    image_prompt = engine.prompts[1]
+    assert "video" not in image_prompt["multi_modal_data"]
+    image_size = dict(trainer.data_collator.processor.image_processor.size)
+    assert image_prompt["mm_processor_kwargs"]["size"] == {
+        "shortest_edge": image_size["shortest_edge"], "longest_edge": image_size["longest_edge"]}
 
 
 def test_sampling_log_probabilities_match_the_training_forward(stand_in_vllm, model_dir, rows,
