@@ -40,7 +40,12 @@ from training.data import rl_rows, to_dataset
 from training.pa_grpo import PAGRPOTrainer
 from training.rewards import RewardDesign
 from training.vision import placeholder_token_ids
-from training.vllm_rollouts import check_rollout_engine, prompt_groups, sampled_tokens
+from training.vllm_rollouts import (
+    RolloutError,
+    check_rollout_engine,
+    prompt_groups,
+    sampled_tokens,
+)
 
 WATCHED_PARAMETER = "lm_head.weight"
 
@@ -299,6 +304,20 @@ def test_sampling_log_probabilities_match_the_training_forward(stand_in_vllm, mo
     sampled = inputs["sampling_per_token_logps"]
     assert torch.allclose(sampled[valid], training[valid], atol=1e-4)
     assert valid.sum() > 8
+
+
+def test_a_batch_vllm_refuses_names_its_items(stand_in_vllm, model_dir, rows, tmp_path,
+                                              monkeypatch):
+    trainer = make_trainer(model_dir, rows, tmp_path / "refused")
+    trainer.model.train()
+
+    def refuse(*_, **__):
+        raise ValueError("The decoder prompt (length 9000) is longer than the maximum model "
+                         "length of 8192.")
+
+    monkeypatch.setattr(trainer.vllm_generation.llm, "generate", refuse)
+    with pytest.raises(RolloutError, match=r"unit/0, unit/1: The decoder prompt"):
+        trainer._prepare_inputs(trainer.data_collator([rows[i] for i in (0, 0, 1, 1)]))
 
 
 def test_groups_are_runs_of_one_request():

@@ -42,6 +42,11 @@ from p2r_eval.models.vllm_backend import import_vllm, vllm_prompt
 SUPPRESSING_LOGIT_BIAS = -100.0
 
 
+class RolloutError(RuntimeError):
+    """vLLM refused a batch of rollout prompts (a prompt longer than its context window, a
+    medium it cannot take); the message names the batch's items."""
+
+
 def check_rollout_engine(args: Any) -> None:
     """Refuse the rollout engines PA-GRPO cannot give videos to, with what to use instead;
     check that vllm is importable when it is asked for (``args`` is a ``GRPOConfig``)."""
@@ -155,5 +160,9 @@ class VideoRollouts:
         groups = prompt_groups(requests)
         prompts = [rollout_prompt(self.processor, request) for request, _ in groups]
         params = [self._sampling_params(**self.sampling.params(rows)) for _, rows in groups]
-        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        except ValueError as error:
+            items = ", ".join(f"{request.task}/{request.item_id}" for request, _ in groups)
+            raise RolloutError(f"vLLM refused the rollouts of {items}: {error}") from error
         return sampled_tokens(outputs)
