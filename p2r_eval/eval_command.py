@@ -32,6 +32,7 @@ from p2r_eval.evaluate import (
 )
 from p2r_eval.judge.base import JudgeError
 from p2r_eval.media import DecodePool
+from p2r_eval.models import replay_file
 from p2r_eval.models.base import BackendError
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
@@ -125,7 +126,7 @@ def decode_pool_for(
         yield None
         return
     with DecodePool(settings.decode_workers) as pool:
-        if not settings.model_spec.startswith("replay:"):  # a replay reads no media
+        if replay_file(settings.model_spec) is None:  # a replay reads no media
             start_decoding_early(pool, settings, loaded_tasks, run_folder)
         yield pool
 

@@ -30,6 +30,7 @@ from p2r_eval.media import (
     RequestBuilder,
     prefetch_requests,
 )
+from p2r_eval.models import REPLAY_PREFIX, replay_file
 from p2r_eval.models.base import Backend, DecodingSettings, Request
 from p2r_eval.prompts import (
     REQUIRED_TAGS,
@@ -517,8 +518,9 @@ def run_evaluation(
 
 def model_display_name(spec: str) -> str:
     """A short name for tables: the folder name of a path, the spec otherwise."""
-    if spec.startswith("replay:"):
-        return "replay:" + Path(spec[len("replay:"):]).stem
+    file = replay_file(spec)
+    if file is not None:
+        return REPLAY_PREFIX + file.stem
     return Path(spec).name or spec
 
 

@@ -27,10 +27,18 @@ from p2r_eval.models.base import Backend, BackendError, DecodingSettings, Reques
 __all__ = ["BACKENDS", "Backend", "BackendError", "DecodingSettings", "Request", "load_backend"]
 
 BACKENDS = ("hf", "vllm")
+REPLAY_PREFIX = "replay:"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SPEC_HELP = (
     "use 'demo', 'replay:FILE', a local model folder or a Hugging Face hub id (owner/name)"
 )
+
+
+def replay_file(spec: str) -> Path | None:
+    """The outputs file a ``replay:FILE`` spec names, None for any other spec."""
+    if not spec.startswith(REPLAY_PREFIX):
+        return None
+    return Path(spec.removeprefix(REPLAY_PREFIX)).expanduser()
 
 
 def looks_like_local_path(spec: str) -> bool:
@@ -60,10 +68,10 @@ def load_backend(
     with ``CUDA_VISIBLE_DEVICES``)."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if spec.startswith("replay:"):
+    file = replay_file(spec)
+    if file is not None:
         from p2r_eval.models.replay import ReplayBackend
 
-        file = Path(spec.removeprefix("replay:")).expanduser()
         if not file.is_file():
             raise BackendError(f"replay file {file} does not exist")
         return ReplayBackend(file, decoding=decoding)
