@@ -28,6 +28,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import p2r_leaderboards
 import yaml
 from tabulate import tabulate
 
@@ -46,7 +47,7 @@ from p2r_eval.stats import (
 )
 from p2r_eval.untrusted import escape_markdown, visible_controls
 
-LEADERBOARD_DIR = Path(__file__).resolve().parents[1] / "leaderboards"
+LEADERBOARD_DIR = Path(p2r_leaderboards.__file__).resolve().parent
 TABLE_NAMES = ("main", "ablation")
 ONE_DECIMAL = Decimal("0.1")
 BEST, SECOND = "best", "second"

@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import p2r_tasks
 import yaml
 
 from p2r_eval.formats.errors import AnnotationError, DataNotFoundError
@@ -44,7 +45,7 @@ TASK_NAMES: tuple[str, ...] = (
     "vsibench", "videommmu", "mmvu", "vcrbench", "mvbench", "tempcompass", "videomme",
 )
 FORMATS = ("video-r1", "official")
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+TASKS_DIR = Path(p2r_tasks.__file__).resolve().parent
 HUB_SWITCH = "P2R_HUB"
 
 

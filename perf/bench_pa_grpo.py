@@ -6,7 +6,7 @@ Usage::
     python perf/bench_pa_grpo.py --repeats 5 --steps 20 --completion-length 128
     python perf/bench_pa_grpo.py --model /ckpt/sft --device cuda --batch 16 --generations 8
 
-Both trainers are :class:`training.pa_grpo.PAGRPOTrainer` on the same model, data (synthetic
+Both trainers are :class:`p2r_train.pa_grpo.PAGRPOTrainer` on the same model, data (synthetic
 videos), seed and settings; they differ only in the reward design: PA-GRPO (six process
 components, a judge, (B, T) advantages) against ``--process-agnostic`` (plain GRPO: one
 reward, (B,) advantages, no judge). The judge is an in-process stand-in that answers after
@@ -68,8 +68,9 @@ class InstantJudge:
 
 
 def synthetic_rows(workdir: Path, prompts: int) -> list[dict[str, Any]]:
+    from p2r_train.data import rl_rows
+
     from p2r_eval.synthetic_media import write_video
-    from training.data import rl_rows
 
     records = []
     for index in range(prompts):
@@ -85,13 +86,13 @@ def synthetic_rows(workdir: Path, prompts: int) -> list[dict[str, Any]]:
 
 def make_trainer(args: argparse.Namespace, model: str, rows: list, design: Any,
                  output: Path) -> Any:
+    from p2r_train.data import to_dataset
+    from p2r_train.pa_grpo import PAGRPOTrainer
     from transformers import AutoProcessor
     from trl import GRPOConfig
 
     from p2r_eval.media import RequestBuilder
     from p2r_eval.video import FramePolicy
-    from training.data import to_dataset
-    from training.pa_grpo import PAGRPOTrainer
 
     on_gpu = args.device == "cuda"
     config = GRPOConfig(
@@ -231,18 +232,18 @@ def paired_step_times(trainers: list[Any]) -> TakeTurns:
 
 def overhead_table(args: argparse.Namespace, model: str) -> list[list[Any]]:
     """Milliseconds of PA-specific work on one batch of the benchmark's shape."""
-    from transformers import AutoProcessor
-
-    from p2r_eval.items import Item
-    from training.advantages import group_normalize
-    from training.pa_grpo import design_advantages
-    from training.rewards import (
+    from p2r_train.advantages import group_normalize
+    from p2r_train.pa_grpo import design_advantages
+    from p2r_train.rewards import (
         PerceptionJudge,
         RewardDesign,
         pending_perception,
         score_completions,
     )
-    from training.segments import TokenPieces, split_completion
+    from p2r_train.segments import TokenPieces, split_completion
+    from transformers import AutoProcessor
+
+    from p2r_eval.items import Item
 
     tokenizer = AutoProcessor.from_pretrained(model).tokenizer
     rows = args.batch * args.generations
@@ -293,8 +294,9 @@ def main() -> int:
     logging.disable(logging.WARNING)
     torch.set_num_threads(args.threads)
 
+    from p2r_train.rewards import RewardDesign
+
     from p2r_eval.models.demo import ensure_demo_model
-    from training.rewards import RewardDesign
 
     model = str(ensure_demo_model()) if args.model == "demo" else args.model
     second = ("GRPO again (control)", RewardDesign(process_agnostic=True)) if args.control else (

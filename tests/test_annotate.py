@@ -20,26 +20,26 @@ from pathlib import Path
 
 import pytest
 from killing import run_and_kill
-
-from p2r_eval.judge.usage import price_per_mtok
-from p2r_eval.runstore import RunStoreError
-from p2r_eval.synthetic_media import write_frame_folder, write_image, write_video
-from training.annotate import add_subcommand, dry_run_report, settings_from_args
-from training.annotate_pipeline import check_resumable, check_teacher_fingerprint
-from training.annotate_records import (
+from p2r_train.annotate import add_subcommand, dry_run_report, settings_from_args
+from p2r_train.annotate_pipeline import check_resumable, check_teacher_fingerprint
+from p2r_train.annotate_records import (
     AnnotateInputError,
     UnsafeMediaPathError,
     load_vqa_records,
     record_problem,
     resolve_media_path,
 )
-from training.annotate_steps import (
+from p2r_train.annotate_steps import (
     DEFAULT_MIN_SCORES,
     TEACHER_PROMPT_VERSION,
     parse_min_scores,
     verify_output,
 )
-from training.annotate_store import AnnotationStore
+from p2r_train.annotate_store import AnnotationStore
+
+from p2r_eval.judge.usage import price_per_mtok
+from p2r_eval.runstore import RunStoreError
+from p2r_eval.synthetic_media import write_frame_folder, write_image, write_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from judge_server import FakeJudgeServer, judge_reply, word_count  # noqa: E402
@@ -505,7 +505,7 @@ def test_a_killed_run_resumes_to_the_same_output(
     """SIGKILL in the middle (judge calls slowed down so that the kill lands mid-run), resume,
     and compare with an uninterrupted run: same bytes, no item generated or judged twice."""
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "training.annotate"]
+    command = [sys.executable, "-m", "p2r_train.annotate"]
     uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
     with FakeJudgeServer() as server:
         subprocess.run([*command, *annotate_args(dataset, uninterrupted, server)],
@@ -593,7 +593,7 @@ def test_judge_batch_gives_the_live_outcomes_through_one_message_batch(
 def test_a_run_interrupted_while_its_batch_runs_collects_it_instead_of_paying_twice(
     dataset: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import training.annotate_pipeline as pipeline
+    import p2r_train.annotate_pipeline as pipeline
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     output = tmp_path / "out"

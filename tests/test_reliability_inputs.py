@@ -177,7 +177,7 @@ def test_a_frame_folder_image_linking_outside_the_data_root_is_refused(tmp_path)
 ])
 def test_a_bad_annotation_input_stops_annotate_before_the_teacher_loads(content, expected,
                                                                         tmp_path, capsys):
-    from training.annotate import main as annotate_main
+    from p2r_train.annotate import main as annotate_main
 
     path = tmp_path / ("records.jsonl" if content.startswith("{") else "records.json")
     path.write_text(content)

@@ -197,7 +197,7 @@ def test_no_output_log_or_error_contains_an_api_key(workspace):
             proofs.append(bool(proxy.seen_keys & set(CANARIES)))
     with FakeJudgeServer(api_key=ANTHROPIC_CANARY, faults=["500", "ok", "500", "500"]) as server:
         # annotation: retries, then a judge error on one item
-        record(run(["-m", "training.annotate", "--input", str(workspace["base"] / "records.json"),
+        record(run(["-m", "p2r_train.annotate", "--input", str(workspace["base"] / "records.json"),
                     "--media-root", str(workspace["media"]), "--output",
                     str(workspace["base"] / "annotate"), "--teacher",
                     f"replay:{workspace['base'] / 'teacher.jsonl'}", "--frames", "4",

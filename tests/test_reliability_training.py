@@ -31,10 +31,9 @@ from pathlib import Path
 import pytest
 from judge_server import FakeJudgeServer
 from killing import run_and_kill
+from p2r_train.annotate import main as annotate_main
+from p2r_train.cli import main
 from training_support import cot_record, write_clips
-
-from training.annotate import main as annotate_main
-from training.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +80,7 @@ def uninterrupted(model_dir: Path, data_file: Path, tmp_path_factory) -> Path:
 
 def train_and_kill(arguments: list[str], checkpoint: Path) -> None:
     """Run ``p2r-train`` with ``arguments``; SIGKILL it once ``checkpoint`` is complete."""
-    run_and_kill([sys.executable, "-m", "training.cli", *arguments],
+    run_and_kill([sys.executable, "-m", "p2r_train.cli", *arguments],
                  lambda: saved_state(checkpoint) is not None,
                  env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT, timeout_s=300)
 
@@ -186,7 +185,7 @@ def test_annotation_killed_at_three_random_points_writes_the_same_files(
     for point in points:
         # Each judge call takes 0.3 s, so the kill lands while the run is judging.
         with FakeJudgeServer(faults=["timeout"] * 50, slow_reply_s=0.3) as server:
-            run_and_kill([sys.executable, "-m", "training.annotate",
+            run_and_kill([sys.executable, "-m", "p2r_train.annotate",
                           *annotate_args(annotate_input, killed, server.url)],
                          lambda point=point: len(log_ids(killed, "judged.jsonl")) >= point,
                          env=env, cwd=REPO_ROOT, timeout_s=120)

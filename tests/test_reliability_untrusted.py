@@ -214,8 +214,9 @@ def test_judge_injections_in_predictions_do_not_change_the_grade(tmp_path, monke
 # -- annotation: records and traces verbatim, summary printable --------------------------------
 def test_annotation_keeps_hostile_text_verbatim_and_prints_it_inert(tmp_path, monkeypatch,
                                                                      capsys):
+    from p2r_train.annotate import main as annotate_main
+
     from p2r_eval.synthetic_media import write_video
-    from training.annotate import main as annotate_main
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     media = tmp_path / "media"

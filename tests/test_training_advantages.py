@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from training.advantages import collapsed_groups, group_normalize, process_advantages
+from p2r_train.advantages import collapsed_groups, group_normalize, process_advantages
 
 EPS = 1e-4
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from p2r_train.cli import main as p2r_train
 from training_support import TEST_POLICY, cot_record, demo_model, write_clips
 
 from p2r_eval.cli import main as p2r_eval
-from training.cli import main as p2r_train
 
 pytestmark = pytest.mark.slow
 

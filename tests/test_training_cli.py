@@ -7,10 +7,9 @@ import sys
 
 import pytest
 from judge_server import FakeJudgeServer
+from p2r_train.cli import main
+from p2r_train.dynamics import NoTrainingLogError, log_history, plot_training_dynamics
 from training_support import TEST_POLICY, demo_model, rl_record, write_clips
-
-from training.cli import main
-from training.dynamics import NoTrainingLogError, log_history, plot_training_dynamics
 
 
 def test_no_subcommand_lists_the_subcommands(capsys):

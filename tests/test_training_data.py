@@ -6,6 +6,22 @@ import json
 
 import pytest
 import torch
+from p2r_train.collate import (
+    RolloutCollator,
+    SFTCollator,
+    TrainingMediaError,
+    reply_labels,
+    training_processor,
+)
+from p2r_train.data import (
+    TrainingDataError,
+    process_aware_target,
+    read_records,
+    record_to_item,
+    rl_rows,
+    sft_rows,
+    think_answer_target,
+)
 from training_support import (
     TEST_POLICY,
     cot_record,
@@ -19,22 +35,6 @@ from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.prompts import build_prompt
 from p2r_eval.synthetic_media import write_text_file
-from training.collate import (
-    RolloutCollator,
-    SFTCollator,
-    TrainingMediaError,
-    reply_labels,
-    training_processor,
-)
-from training.data import (
-    TrainingDataError,
-    process_aware_target,
-    read_records,
-    record_to_item,
-    rl_rows,
-    sft_rows,
-    think_answer_target,
-)
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,11 @@ from training_support import TEST_POLICY, cot_record, rl_record, write_clips
 
 pytest.importorskip("deepspeed")
 
+from p2r_train.dynamics import log_history  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from p2r_eval.models import DecodingSettings, Request, load_backend  # noqa: E402
 from p2r_eval.video import sample_frames  # noqa: E402
-from training.dynamics import log_history  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +48,12 @@ def free_port() -> int:
 
 def start_launch(config: str, command: list[str], *, port: int, launcher_options: list[str],
                  env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``accelerate launch --config_file training/configs/<config> -m training.cli ...`` on
+    """``accelerate launch --config_file training/configs/<config> -m p2r_train.cli ...`` on
     the CPU, in its own process group."""
     arguments = [sys.executable, "-m", "accelerate.commands.launch",
                  "--config_file", str(CONFIGS / config), *launcher_options,
                  "--mixed_precision", "no", "--main_process_port", str(port),
-                 "-m", "training.cli", *command]
+                 "-m", "p2r_train.cli", *command]
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DS_ACCELERATOR": "cpu",
                    "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     return subprocess.Popen(arguments, cwd=REPO_ROOT, env=environment, text=True,

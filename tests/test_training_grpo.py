@@ -6,6 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 from judge_server import FakeJudgeServer
+from p2r_train.collate import RolloutCollator
+from p2r_train.data import rl_rows, to_dataset
+from p2r_train.pa_grpo import PAGRPOTrainer, design_advantages
+from p2r_train.rewards import RewardDesign
+from p2r_train.segments import ProcessSplit
+from p2r_train.vision import placeholder_token_ids, vision_tower
 from training_support import (
     TEST_POLICY,
     fake_server_judge,
@@ -15,12 +21,6 @@ from training_support import (
 )
 
 from p2r_eval.media import RequestBuilder
-from training.collate import RolloutCollator
-from training.data import rl_rows, to_dataset
-from training.pa_grpo import PAGRPOTrainer, design_advantages
-from training.rewards import RewardDesign
-from training.segments import ProcessSplit
-from training.vision import placeholder_token_ids, vision_tower
 
 PA_METRICS = ("rewards/perception/mean", "rewards/reasoning/mean", "collapse/perception",
               "collapse/reasoning", "collapse/total", "think_answer_mismatch",

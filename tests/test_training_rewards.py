@@ -8,14 +8,9 @@ import math
 import pytest
 import torch
 from judge_server import FakeJudgeServer
-from training_support import OPTIONS, fake_server_judge
-
-from p2r_eval.items import Item
-from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
-from p2r_eval.template import parse
-from training.advantages import group_normalize
-from training.pa_grpo import design_advantages, process_rewards
-from training.rewards import (
+from p2r_train.advantages import group_normalize
+from p2r_train.pa_grpo import design_advantages, process_rewards
+from p2r_train.rewards import (
     AGNOSTIC_COMPONENTS,
     PERCEPTION_COMPONENTS,
     REASONING_COMPONENTS,
@@ -29,7 +24,12 @@ from training.rewards import (
     score_completions,
     template_format_reward,
 )
-from training.segments import ProcessSplit
+from p2r_train.segments import ProcessSplit
+from training_support import OPTIONS, fake_server_judge
+
+from p2r_eval.items import Item
+from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
+from p2r_eval.template import parse
 
 GOOD = "<observation>A red ball rolls left.</observation><think>So A.</think><answer>A</answer>"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from p2r_train.segments import TokenPieces, perception_end, perception_mask, split_completion
 
 from p2r_eval.models.demo import (
     TOKENIZER_TRAINING_TEXT,
@@ -12,7 +13,6 @@ from p2r_eval.models.demo import (
     build_demo_tokenizer,
     train_byte_level_bpe,
 )
-from training.segments import TokenPieces, perception_end, perception_mask, split_completion
 
 OBSERVATION = "<observation>A red ball rolls to the left.</observation>"
 REASONING = "<think>The ball moves, so the answer is A.</think><answer>A</answer>"
@@ -105,7 +105,7 @@ def test_perception_mask_lines_up_with_the_observation_tokens(tag_tokenizer):
 
 
 def test_per_token_advantages_land_on_the_observation_tokens(tag_tokenizer):
-    from training.advantages import process_advantages
+    from p2r_train.advantages import process_advantages
 
     texts = [OBSERVATION + REASONING, "<observation>x</observation><answer>B</answer>",
              REASONING, "Well. " + OBSERVATION + REASONING]

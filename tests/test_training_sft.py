@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from p2r_train.checkpoints import newest_complete_checkpoint, resume_target
+from p2r_train.cli import main
+from p2r_train.data import sft_rows
+from p2r_train.sft import build_sft_trainer, sft_config
 from training_support import TEST_POLICY, cot_record, write_clips
 
 from p2r_eval.models import DecodingSettings, Request, load_backend
 from p2r_eval.video import sample_frames
-from training.checkpoints import newest_complete_checkpoint, resume_target
-from training.cli import main
-from training.data import sft_rows
-from training.sft import build_sft_trainer, sft_config
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,16 @@ import numpy as np
 import pytest
 import torch
 from judge_server import FakeJudgeServer
+from p2r_train.data import rl_rows, to_dataset
+from p2r_train.pa_grpo import PAGRPOTrainer
+from p2r_train.rewards import RewardDesign
+from p2r_train.vision import placeholder_token_ids
+from p2r_train.vllm_rollouts import (
+    RolloutError,
+    check_rollout_engine,
+    prompt_groups,
+    sampled_tokens,
+)
 from training_support import (
     TEST_POLICY,
     fake_server_judge,
@@ -36,16 +46,6 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCall
 from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.models.base import BackendError
-from training.data import rl_rows, to_dataset
-from training.pa_grpo import PAGRPOTrainer
-from training.rewards import RewardDesign
-from training.vision import placeholder_token_ids
-from training.vllm_rollouts import (
-    RolloutError,
-    check_rollout_engine,
-    prompt_groups,
-    sampled_tokens,
-)
 
 WATCHED_PARAMETER = "lm_head.weight"
 

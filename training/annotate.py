@@ -7,9 +7,9 @@ judge must find the observation sufficient to answer. Kept items go to ``cot.jso
 release format, the others to ``dropped.jsonl`` with their step and reason, and
 ``summary.json`` counts everything. See docs/annotate.md.
 
-Modules: :mod:`training.annotate_records` (input), :mod:`training.annotate_steps` (the
-steps), :mod:`training.annotate_pipeline` (the resumable run, shards),
-:mod:`training.annotate_report` (output records, summary), :mod:`training.annotate_store`
+Modules: :mod:`p2r_train.annotate_records` (input), :mod:`p2r_train.annotate_steps` (the
+steps), :mod:`p2r_train.annotate_pipeline` (the resumable run, shards),
+:mod:`p2r_train.annotate_report` (output records, summary), :mod:`p2r_train.annotate_store`
 (the output folder).
 """
 
@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.annotate_steps import DEFAULT_MIN_SCORES, DEFAULT_TEACHER
-from training.annotate_store import STEPS
+from p2r_train.annotate_steps import DEFAULT_MIN_SCORES, DEFAULT_TEACHER
+from p2r_train.annotate_store import STEPS
 
 if TYPE_CHECKING:
-    from training.annotate_pipeline import AnnotateSettings
+    from p2r_train.annotate_pipeline import AnnotateSettings
 
 # Heavy modules (the judge's API SDKs, torch through the backends, PyAV) are imported inside
 # the functions that need them, so that registering the subcommand and --help stay fast.
@@ -138,11 +138,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> AnnotateSettings:
     """Settings from parsed arguments; ``ValueError`` for values that make no sense."""
+    from p2r_train.annotate_pipeline import AnnotateSettings, JudgeSettings
+    from p2r_train.annotate_steps import parse_min_scores
+
     from p2r_eval.cli_settings import decoding_from_args, frame_policy_from_args
     from p2r_eval.judge import BACKENDS as JUDGE_BACKENDS
     from p2r_eval.shards import parse_shard
-    from training.annotate_pipeline import AnnotateSettings, JudgeSettings
-    from training.annotate_steps import parse_min_scores
 
     decoding, policy = decoding_from_args(args), frame_policy_from_args(args)
     judge = JudgeSettings(
@@ -186,17 +187,18 @@ def dry_run_report(settings: AnnotateSettings) -> str:
     """What a run with ``settings`` would do, computed without loading a model, calling the
     judge or writing anything: items selected, work left per step, records that would fail
     before the teacher, missing media, thresholds, and the first item's prompt."""
-    from p2r_eval.prompts import build_prompt
-    from training.annotate_pipeline import plan_work, select_records
-    from training.annotate_records import (
+    from p2r_train.annotate_pipeline import plan_work, select_records
+    from p2r_train.annotate_records import (
         UnsafeMediaPathError,
         load_vqa_records,
         record_item,
         record_problem,
         resolve_media_path,
     )
-    from training.annotate_steps import TEACHER_PROMPT_VERSION, TEACHER_SYSTEM_PROMPT
-    from training.annotate_store import AnnotationStore
+    from p2r_train.annotate_steps import TEACHER_PROMPT_VERSION, TEACHER_SYSTEM_PROMPT
+    from p2r_train.annotate_store import AnnotationStore
+
+    from p2r_eval.prompts import build_prompt
 
     records = select_records(load_vqa_records(settings.input), settings.limit, settings.shard)
     state = AnnotationStore(settings.run_dir).peek_state()
@@ -236,12 +238,13 @@ def dry_run_report(settings: AnnotateSettings) -> str:
 def run_annotate_command(args: argparse.Namespace) -> int:
     """The ``annotate`` subcommand: 0 when the run finished (failed items included, they are
     counted in the summary), 2 when it could not start."""
+    from p2r_train.annotate_pipeline import run_annotation
+    from p2r_train.annotate_records import AnnotateInputError
+    from p2r_train.annotate_report import render_summary
+
     from p2r_eval.judge import JudgeError
     from p2r_eval.models.base import BackendError
     from p2r_eval.runstore import RunStoreError
-    from training.annotate_pipeline import run_annotation
-    from training.annotate_records import AnnotateInputError
-    from training.annotate_report import render_summary
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -263,8 +266,8 @@ def run_annotate_command(args: argparse.Namespace) -> int:
 
 def finish_shard(settings: AnnotateSettings) -> int:
     """After a shard: merge all shards into OUTPUT when every one has finished."""
-    from training.annotate_pipeline import merge_shards
-    from training.annotate_report import render_summary
+    from p2r_train.annotate_pipeline import merge_shards
+    from p2r_train.annotate_report import render_summary
 
     merged = merge_shards(settings, settings.shard[1])
     if merged is None:
@@ -277,8 +280,8 @@ def finish_shard(settings: AnnotateSettings) -> int:
 
 def merge_command(settings: AnnotateSettings) -> int:
     """``--merge``: merge the shards found under OUTPUT (1 while one is unfinished)."""
-    from training.annotate_pipeline import merge_shards, shard_count
-    from training.annotate_report import render_summary
+    from p2r_train.annotate_pipeline import merge_shards, shard_count
+    from p2r_train.annotate_report import render_summary
 
     count = shard_count(settings.output)
     if count is None:
@@ -296,7 +299,7 @@ def merge_command(settings: AnnotateSettings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m training.annotate ...``: the subcommand on its own."""
+    """``python -m p2r_train.annotate ...``: the subcommand on its own."""
     parser = argparse.ArgumentParser(prog="p2r-train")
     add_subcommand(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["annotate", *(sys.argv[1:] if argv is None else argv)])

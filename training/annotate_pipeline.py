@@ -4,7 +4,7 @@ The teacher generates in batches on the main thread; each output is verified rig
 pure, cheap function); outputs that pass go to a small pool of judge threads, so the judge
 works while the teacher generates. At most ``2 x judge concurrency`` items wait for the
 judge: memory stays bounded and an interrupted run has little in flight. Every step's
-verdict is appended to its log before the item moves on (see :mod:`training.annotate_store`).
+verdict is appended to its log before the item moves on (see :mod:`p2r_train.annotate_store`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,36 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from p2r_train.annotate_records import (
+    UnsafeMediaPathError,
+    VQARecord,
+    load_vqa_records,
+    record_item,
+    record_problem,
+    resolve_media_path,
+)
+from p2r_train.annotate_report import dropped_records, item_outcome, kept_records, summarize
+from p2r_train.annotate_steps import (
+    DEFAULT_MIN_SCORES,
+    DEFAULT_TEACHER,
+    TEACHER_PROMPT_STYLE,
+    TEACHER_PROMPT_VERSION,
+    TEACHER_SYSTEM_PROMPT,
+    judge_failure_entry,
+    observation_of,
+    sufficiency_entry,
+    teacher_prompt_hash,
+    verify_output,
+)
+from p2r_train.annotate_store import (
+    COT_FILE,
+    DROPPED_FILE,
+    JUDGE_CACHE_DIR,
+    STEPS,
+    SUMMARY_FILE,
+    AnnotationStore,
+    StepState,
+)
 from tqdm import tqdm
 
 from p2r_eval import provenance
@@ -41,36 +71,6 @@ from p2r_eval.runstore import RunStoreError
 from p2r_eval.scoring import extract_answer
 from p2r_eval.shards import MERGE_WAIT_S
 from p2r_eval.video import FramePolicy
-from training.annotate_records import (
-    UnsafeMediaPathError,
-    VQARecord,
-    load_vqa_records,
-    record_item,
-    record_problem,
-    resolve_media_path,
-)
-from training.annotate_report import dropped_records, item_outcome, kept_records, summarize
-from training.annotate_steps import (
-    DEFAULT_MIN_SCORES,
-    DEFAULT_TEACHER,
-    TEACHER_PROMPT_STYLE,
-    TEACHER_PROMPT_VERSION,
-    TEACHER_SYSTEM_PROMPT,
-    judge_failure_entry,
-    observation_of,
-    sufficiency_entry,
-    teacher_prompt_hash,
-    verify_output,
-)
-from training.annotate_store import (
-    COT_FILE,
-    DROPPED_FILE,
-    JUDGE_CACHE_DIR,
-    STEPS,
-    SUMMARY_FILE,
-    AnnotationStore,
-    StepState,
-)
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from p2r_train.annotate_records import VQARecord
+from p2r_train.annotate_store import STEPS, StepState
 from tabulate import tabulate
 
 from p2r_eval.judge.usage import price_per_mtok
 from p2r_eval.template import parse
 from p2r_eval.untrusted import visible_controls
-from training.annotate_records import VQARecord
-from training.annotate_store import STEPS, StepState
 
 STATUSES = ("kept", "dropped", "failed", "pending")
 

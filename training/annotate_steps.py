@@ -18,10 +18,11 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from p2r_train.annotate_records import PROBLEM_TYPES
+
 from p2r_eval.prompts import prompt_hash, style_hash
 from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
 from p2r_eval.template import PROCESS_AWARE_TAGS, parse
-from training.annotate_records import PROBLEM_TYPES
 
 if TYPE_CHECKING:  # the judge package pulls in the API SDKs: imported when a judge runs
     from p2r_eval.judge import Verdict

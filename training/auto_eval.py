@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from training.auto_eval_callback import CheckpointEvaluator
+    from p2r_train.auto_eval_callback import CheckpointEvaluator
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def auto_eval_callbacks(args: argparse.Namespace, prompt: str) -> list[Checkpoin
     """The evaluator callback the command line asks for (none without --eval-tasks)."""
     if not args.eval_tasks:
         return []
-    from training.auto_eval_callback import CheckpointEvaluator
+    from p2r_train.auto_eval_callback import CheckpointEvaluator
 
     settings = AutoEvalSettings(
         tasks=args.eval_tasks, limit=args.eval_limit, every=args.eval_every,

@@ -6,9 +6,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from p2r_train.auto_eval import AutoEvalSettings
 from transformers import TrainerCallback
-
-from training.auto_eval import AutoEvalSettings
 
 
 class CheckpointEvaluator(TrainerCallback):

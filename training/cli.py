@@ -1,7 +1,7 @@
 """``p2r-train``: SFT warm-up and PA-GRPO for video models, and a plot of a run's dynamics.
 
 The same command runs on a laptop (the demo model, CPU) and on a cluster: launch it with
-``accelerate launch --config_file training/configs/<setup>.yaml -m training.cli ...`` (see
+``accelerate launch --config_file training/configs/<setup>.yaml -m p2r_train.cli ...`` (see
 docs/training.md). Heavy imports happen only once a command runs, so ``--help`` is fast.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.auto_eval import add_auto_eval_options, auto_eval_callbacks
+from p2r_train.auto_eval import add_auto_eval_options, auto_eval_callbacks
 
 OVERVIEW = """\
 subcommands (p2r-train SUBCOMMAND --help):
@@ -34,7 +34,7 @@ examples:
   p2r-train sft --model Qwen/Qwen2.5-VL-7B-Instruct --data cot.json --output runs/sft-r1 \
       --process-agnostic
       ablation: think/answer SFT without observations (Video-R1-CoT style)
-  accelerate launch --config_file training/configs/multi_gpu_zero2.yaml -m training.cli sft \\
+  accelerate launch --config_file training/configs/multi_gpu_zero2.yaml -m p2r_train.cli sft \\
       --model Qwen/Qwen2.5-VL-7B-Instruct --data VideoP2R-CoT-162K.json --media-root /data \\
       --output runs/sft --epochs 1 --batch-size 1 --grad-accum 4 --lr 1e-6
 """
@@ -67,7 +67,7 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
 
 def add_annotate_subcommand(subparsers: Any) -> None:
     """``annotate``: the process-aware CoT pipeline (training/annotate.py, light to import)."""
-    from training.annotate import add_subcommand
+    from p2r_train.annotate import add_subcommand
 
     add_subcommand(subparsers)
 
@@ -194,7 +194,7 @@ def add_sft_subcommand(subparsers: Any) -> None:
 
 
 def run_sft_command(args: argparse.Namespace) -> int:
-    from training.sft import run_sft, sft_config
+    from p2r_train.sft import run_sft, sft_config
 
     config = sft_config(args.output, **trainer_settings(args))
     output = run_sft(_resolve_model(args.model), args.data, args.output, config,
@@ -259,7 +259,7 @@ def add_grpo_subcommand(subparsers: Any) -> None:
 
 
 def reward_design(args: argparse.Namespace):  # noqa: ANN201 - training imported lazily
-    from training.rewards import RewardDesign
+    from p2r_train.rewards import RewardDesign
 
     return RewardDesign(
         process_agnostic=args.process_agnostic,
@@ -294,8 +294,9 @@ def rollout_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def refuse_unusable_rollouts(config: Any) -> None:
     """Exit with the reason when the chosen rollout engine cannot run (before any loading)."""
+    from p2r_train.vllm_rollouts import check_rollout_engine
+
     from p2r_eval.models.base import BackendError
-    from training.vllm_rollouts import check_rollout_engine
 
     try:
         check_rollout_engine(config)
@@ -304,9 +305,8 @@ def refuse_unusable_rollouts(config: Any) -> None:
 
 
 def run_grpo_command(args: argparse.Namespace) -> int:
+    from p2r_train.pa_grpo import run_grpo
     from trl import GRPOConfig
-
-    from training.pa_grpo import run_grpo
 
     design = reward_design(args)
     config = GRPOConfig(
@@ -340,7 +340,7 @@ def add_plot_subcommand(subparsers: Any) -> None:
 
 
 def run_plot_command(args: argparse.Namespace) -> int:
-    from training.dynamics import plot_training_dynamics
+    from p2r_train.dynamics import plot_training_dynamics
 
     print(f"plot written to {plot_training_dynamics(args.run_dir, args.output)}")
     return 0

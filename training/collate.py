@@ -151,7 +151,7 @@ class VisualInput:
 
     ``grid_thw`` is (1, 3); ``second_per_grid_t`` is set for videos. The rows of one prompt
     share the same object, so the encoder runs once per prompt (see
-    :func:`training.vision.visual_forward_kwargs`); ``features`` holds the encoder's output
+    :func:`p2r_train.vision.visual_forward_kwargs`); ``features`` holds the encoder's output
     when the vision tower is frozen, computed once per rollout.
     """
 

@@ -7,7 +7,7 @@ options, solution, path, data_source``); VideoP2R-CoT records add ``observation`
 evaluation builds them, and rewards score against the same fields.
 
 Datasets hold media *paths*, never frames: frames are decoded at collate time
-(:mod:`training.collate`), so a dataset of 160k videos stays a few megabytes.
+(:mod:`p2r_train.collate`), so a dataset of 160k videos stays a few megabytes.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training.checkpoints import TRAINER_STATE, newest_complete_checkpoint
+from p2r_train.checkpoints import TRAINER_STATE, newest_complete_checkpoint
 
 PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loss", ("loss",)),

@@ -5,29 +5,29 @@ What this class changes in TRL 1.16's GRPO, and where:
 Video in every forward
     TRL gives images to generation and to its log-prob passes, but videos to neither of its
     training forwards. Here each prompt is encoded once in the dataloader
-    (:class:`training.collate.RolloutCollator`): its token ids and one shared
+    (:class:`p2r_train.collate.RolloutCollator`): its token ids and one shared
     :class:`~training.collate.VisualInput`. ``_tokenize_prompts`` hands TRL those ids,
     ``_generate_single_turn`` samples with the visuals (vision placeholders suppressed), and
     ``_get_per_token_logps_and_entropies`` gives the same visuals to the old/reference passes
     and to the training forward, whose rows carry them through TRL's shuffle and split as
     the ``visuals`` column. The vision encoder runs once per prompt (see
-    :mod:`training.vision`). With ``use_vllm`` (colocate mode) TRL's engine samples instead,
-    from the same frames (:mod:`training.vllm_rollouts`).
+    :mod:`p2r_train.vision`). With ``use_vllm`` (colocate mode) TRL's engine samples instead,
+    from the same frames (:mod:`p2r_train.vllm_rollouts`).
 
 Rewards per process
-    One TRL reward function per component (:mod:`training.rewards`), all read from one table
+    One TRL reward function per component (:mod:`p2r_train.rewards`), all read from one table
     computed per batch, so TRL logs ``rewards/<component>/mean`` as usual. The judge starts as
     soon as the completions exist and works while the log-prob passes run.
 
 Advantages per process
     After TRL has scored a batch, its advantages are replaced: PA-GRPO's (B, T) advantages
-    from :func:`training.advantages.process_advantages` (perception tokens split off on token
-    ids by :mod:`training.segments`), or one advantage per completion
-    (:func:`training.advantages.group_normalize`) for ``--no-separation`` and
+    from :func:`p2r_train.advantages.process_advantages` (perception tokens split off on token
+    ids by :mod:`p2r_train.segments`), or one advantage per completion
+    (:func:`p2r_train.advantages.group_normalize`) for ``--no-separation`` and
     ``--process-agnostic``. TRL's loss already accepts (B, T) advantages.
 
 Resume
-    Through :mod:`training.checkpoints` (weights loaded with ``from_pretrained``'s key
+    Through :mod:`p2r_train.checkpoints` (weights loaded with ``from_pretrained``'s key
     mapping; only complete checkpoints taken).
 
 Metrics, per logging step: each process's reward mean, the advantage-collapse fraction per
@@ -44,19 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl import GRPOConfig, GRPOTrainer
-from trl.models.utils import unwrap_model_for_generation
-from trl.trainer.utils import pad
-
-from p2r_eval.items import item_from_row
-from p2r_eval.media import RequestBuilder
-from p2r_eval.models.hf import StopTokens, decode_output
-from p2r_eval.video import FramePolicy
-from training.advantages import collapsed_groups, group_normalize, process_advantages
-from training.checkpoints import ResumesThroughFromPretrained, resume_target
-from training.collate import RolloutCollator, VisualInput, training_processor
-from training.data import default_media_root, read_records, rl_rows, to_dataset
-from training.rewards import (
+from p2r_train.advantages import collapsed_groups, group_normalize, process_advantages
+from p2r_train.checkpoints import ResumesThroughFromPretrained, resume_target
+from p2r_train.collate import RolloutCollator, VisualInput, training_processor
+from p2r_train.data import default_media_root, read_records, rl_rows, to_dataset
+from p2r_train.rewards import (
     PERCEPTION_COMPONENTS,
     REASONING_COMPONENTS,
     PerceptionJudge,
@@ -66,8 +58,8 @@ from training.rewards import (
     score_completions,
     weighted_sum,
 )
-from training.segments import TokenPieces, split_completion
-from training.vision import (
+from p2r_train.segments import TokenPieces, split_completion
+from p2r_train.vision import (
     cache_features,
     distinct,
     freeze_vision_tower,
@@ -75,7 +67,15 @@ from training.vision import (
     placeholder_token_ids,
     visual_forward_kwargs,
 )
-from training.vllm_rollouts import RolloutSampling, VideoRollouts, check_rollout_engine
+from p2r_train.vllm_rollouts import RolloutSampling, VideoRollouts, check_rollout_engine
+from trl import GRPOConfig, GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
+from trl.trainer.utils import pad
+
+from p2r_eval.items import item_from_row
+from p2r_eval.media import RequestBuilder
+from p2r_eval.models.hf import StopTokens, decode_output
+from p2r_eval.video import FramePolicy
 
 
 class RewardColumn:
@@ -111,7 +111,7 @@ def _model_config(model: Any) -> Any:
 class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
     """GRPO with video in every forward, process-aware rewards and per-token advantages.
 
-    ``design`` picks PA-GRPO or an ablation (:class:`training.rewards.RewardDesign`);
+    ``design`` picks PA-GRPO or an ablation (:class:`p2r_train.rewards.RewardDesign`);
     ``judge`` answers the perception sufficiency question (any object with
     ``sufficiency_many``); ``builder`` decodes media and builds the p2r prompt of an item
     (its frame policy also caps the pixels per frame). ``freeze_vision`` keeps the vision
@@ -385,7 +385,7 @@ def design_advantages(rewards: torch.Tensor, design: RewardDesign,
 
     PA-GRPO: (N, width), perception tokens (the first ``perception_tokens[i]`` of row ``i``)
     get the perception advantage, the rest the reasoning advantage
-    (:func:`training.advantages.process_advantages`). ``--no-separation`` and
+    (:func:`p2r_train.advantages.process_advantages`). ``--no-separation`` and
     ``--process-agnostic``: GRPO's (N,), one advantage for all tokens of a completion.
     """
     if not design.per_token_advantages:

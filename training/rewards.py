@@ -44,13 +44,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from p2r_train.segments import ProcessSplit
 
 from p2r_eval.items import Item
 from p2r_eval.judge.base import JudgeError
 from p2r_eval.judge.verdicts import SufficiencyQuery
 from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
 from p2r_eval.template import TAGS, THINK_ANSWER_TAGS, Segments, parse
-from training.segments import ProcessSplit
 
 logger = logging.getLogger(__name__)
 

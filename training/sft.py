@@ -12,14 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from p2r_train.checkpoints import ResumesThroughFromPretrained, resume_target
+from p2r_train.collate import SFTCollator, training_processor
+from p2r_train.data import default_media_root, read_records, sft_rows, to_dataset
+from p2r_train.vision import freeze_vision_tower
 from trl import SFTConfig, SFTTrainer
 
 from p2r_eval.media import RequestBuilder
 from p2r_eval.video import FramePolicy
-from training.checkpoints import ResumesThroughFromPretrained, resume_target
-from training.collate import SFTCollator, training_processor
-from training.data import default_media_root, read_records, sft_rows, to_dataset
-from training.vision import freeze_vision_tower
 
 # Settings a video SFT run cannot do without; everything else is the caller's SFTConfig.
 REQUIRED_SFT_SETTINGS: dict[str, Any] = {
@@ -31,7 +31,7 @@ REQUIRED_SFT_SETTINGS: dict[str, Any] = {
 
 class VideoSFTTrainer(ResumesThroughFromPretrained, SFTTrainer):
     """TRL's SFTTrainer whose resumed runs get their weights back (see
-    :mod:`training.checkpoints`)."""
+    :mod:`p2r_train.checkpoints`)."""
 
 
 def sft_config(output_dir: str | Path, **settings: Any) -> SFTConfig:
@@ -43,7 +43,7 @@ def build_sft_trainer(model: str, config: Any, rows: list[dict[str, Any]], *,
                       policy: FramePolicy, prompt_style: str = "p2r",
                       frame_cache: Path | None = None, freeze_vision: bool = False,
                       callbacks: list | None = None) -> VideoSFTTrainer:
-    """A :class:`VideoSFTTrainer` over dataset ``rows`` (:func:`training.data.sft_rows`),
+    """A :class:`VideoSFTTrainer` over dataset ``rows`` (:func:`p2r_train.data.sft_rows`),
     prompts in ``prompt_style`` (:mod:`p2r_eval.prompts`)."""
     from transformers import AutoProcessor
 

@@ -2,7 +2,7 @@
 
 GRPO repeats each prompt ``num_generations`` times. Feeding every row its own copy of the
 pixels would run the vision encoder once per *completion*. Instead the rows of a prompt share
-one :class:`training.collate.VisualInput`: :func:`visual_forward_kwargs` encodes each distinct
+one :class:`p2r_train.collate.VisualInput`: :func:`visual_forward_kwargs` encodes each distinct
 visual once and hands the model its features through ``mm_encoder_outputs`` (transformers'
 precomputed-encoder input), one entry per row, all rows of a prompt pointing at the same
 tensor (so gradients from every completion flow back into one encoder pass).
@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
-from training.collate import VisualInput
+from p2r_train.collate import VisualInput
 
 # Config attributes of multimodal placeholder ids the policy must never sample.
 PLACEHOLDER_ATTRIBUTES = (
