@@ -20,6 +20,7 @@ import yaml
 
 from p2r_eval.items import Item
 from p2r_eval.template import PROCESS_AWARE_TAGS, THINK_ANSWER_TAGS
+from p2r_eval.unicode_text import valid_unicode
 
 R1_QUESTION_TEMPLATE = (
     "{Question}\n"
@@ -83,15 +84,15 @@ def question_with_options(item: Item) -> str:
 
 
 def build_prompt(item: Item, style: str) -> str:
-    """The user-turn text for ``item`` in ``style`` (the video goes before it)."""
+    """The user-turn text for ``item`` in ``style`` (the video goes before it); a lone
+    surrogate in the item's text becomes U+FFFD (a tokenizer takes only valid Unicode)."""
     if style == TEXT_ONLY_STYLE:
         return text_only_prompt(item)
     if style not in STYLE_TEMPLATES:
         choices = ", ".join(PROMPT_STYLES)
         raise ValueError(f"unknown prompt style {style!r}; choose one of {choices}")
-    return STYLE_TEMPLATES[style].format(Question=question_with_options(item)) + TYPE_TEMPLATE[
-        item.answer_type
-    ]
+    question = STYLE_TEMPLATES[style].format(Question=question_with_options(item))
+    return valid_unicode(question + TYPE_TEMPLATE[item.answer_type])
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from p2r_eval.unicode_text import json_text
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
@@ -95,8 +97,7 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         temporary = self.results_path.with_suffix(".json.tmp")
         with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+            handle.write(json_text(results, indent=2) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.results_path)
@@ -105,7 +106,7 @@ class RunStore:
         """Append one finished item and make it durable before returning."""
         path = self.samples_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = json_text(record) + "\n"
         with path.open("a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()

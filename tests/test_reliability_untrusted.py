@@ -20,7 +20,9 @@ from p2r_eval.cli import main
 from p2r_eval.evaluate import EvalSettings
 from p2r_eval.models import DecodingSettings, load_backend
 from p2r_eval.probe import run_probe
+from p2r_eval.prompts import build_prompt, prompt_hash
 from p2r_eval.runstore import RunStore
+from p2r_eval.synthetic_media import write_video
 from p2r_eval.tasks import load_task
 from p2r_eval.untrusted import escape_markdown, plot_label, visible_controls
 from p2r_eval.video import FramePolicy
@@ -273,3 +275,93 @@ def test_annotation_keeps_hostile_text_verbatim_and_prints_it_inert(tmp_path, mo
 
 def jsonl_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+# -- invalid text: lone UTF-16 surrogates ------------------------------------------------------
+# JSON may escape half of a UTF-16 pair ("\ud800"); Python reads it as a lone surrogate, which
+# no UTF-8 writer accepts. Annotation files, replayed outputs, teacher outputs and judge
+# prompts all carry such text here.
+SURROGATE_OUTPUTS = {
+    "1": "<observation>\ud800 half a pair</observation><think>t</think><answer>F</answer>",
+    "2": "<answer>F \udfff</answer>",
+    "3": "<observation>\udc00\ud800 reversed</observation><answer>A\ud83d</answer>",
+}
+SURROGATE_QUESTION = "Which quantity \ud800 stays constant?"
+
+
+def test_lone_surrogates_in_questions_and_outputs_are_stored_and_judged(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    root = tmp_path / "data"
+    root.mkdir()
+    records = [{**mmvu_record(int(i), "F"), "problem": SURROGATE_QUESTION} for i in
+               SURROGATE_OUTPUTS]
+    records[0]["options"][0] = "A. option \udfffA"
+    (root / "eval_mmvu.json").write_text(json.dumps(records))  # \ud800 as a JSON escape
+    replay = tmp_path / "answers.jsonl"
+    replay.write_text("".join(json.dumps({"task": "mmvu", "id": i, "output": text}) + "\n"
+                              for i, text in SURROGATE_OUTPUTS.items()))
+    output = tmp_path / "run"
+    command = ["--model", f"replay:{replay}", "--tasks", "mmvu", "--data-root", str(root),
+               "--protocol", "official", "--judge", "openai", "--judge-base-url", "",
+               "--judge-cache", str(tmp_path / "judge"), "--quiet", "--output", str(output)]
+    with FakeJudgeServer(api_key=KEY) as server:
+        command[command.index("--judge-base-url") + 1] = server.openai_base_url
+        assert main(command) == 0
+        assert server.model_calls() == 3
+        assert main(command) == 0  # the re-run reads everything back: already finished
+        assert server.model_calls() == 3
+    samples = RunStore(output).load_samples("mmvu")
+    assert {i: s["output"] for i, s in samples.items()} == SURROGATE_OUTPUTS
+    assert {i: s["score"] for i, s in samples.items()} == {"1": 1.0, "2": 1.0, "3": 0.0}
+    assert_inert_markdown((output / "analysis.md").read_text(encoding="utf-8"))
+    assert_inert_markdown((output / "leaderboards" / "main.md").read_text(encoding="utf-8"))
+
+
+def test_a_lone_surrogate_in_a_question_reaches_the_model_as_a_replacement_character(tmp_path):
+    root = tmp_path / "data"
+    write_video(root / "Evaluation" / "MVBench" / "ssv2_video" / "1.mp4", seconds=1, fps=8)
+    record = {"problem_id": 1, "problem": "Which way \ud800?", "data_type": "video",
+              "problem_type": "multiple choice", "options": ["A. left\udfff", "B. right"],
+              "solution": "<answer>B</answer>", "path": "./Evaluation/MVBench/ssv2_video/1.mp4"}
+    (root / "eval_mvbench.json").write_text(json.dumps([record]))
+    output = tmp_path / "run"
+    assert main(["--model", "demo", "--tasks", "mvbench", "--data-root", str(root), "--frames",
+                 "4", "--max-new-tokens", "4", "--quiet", "--output", str(output)]) == 0
+    sample = RunStore(output).load_samples("mvbench")["1"]
+    assert sample["error"] is None and sample["output"] is not None
+    item = load_task("mvbench", root).items[0]
+    assert sample["prompt_hash"] == prompt_hash(build_prompt(item, "p2r"))
+    assert "Which way \ufffd?" in build_prompt(item, "p2r")
+    assert "A. left\ufffd" in build_prompt(item, "p2r")
+
+
+def test_annotation_keeps_lone_surrogates_of_questions_and_teacher_outputs(tmp_path,
+                                                                            monkeypatch):
+    from p2r_train.annotate import main as annotate_main
+
+    from p2r_eval.synthetic_media import write_video
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    media = tmp_path / "media"
+    write_video(media / "clip.mp4", seconds=1, fps=8)
+    problem = "Which object \ud800?"
+    record = {"problem_id": "p\udfff", "problem": problem, "data_type": "video",
+              "problem_type": "multiple choice", "options": ["A. a red ball", "B. a cube"],
+              "solution": "<answer>A</answer>", "path": "./clip.mp4"}
+    (tmp_path / "records.json").write_text(json.dumps([record]))
+    observation = "A red ball \udc00 rolls."
+    (tmp_path / "teacher.jsonl").write_text(json.dumps(
+        {"task": "annotate", "id": "p\udfff", "output": f"<observation>{observation}"
+         "</observation><think>Red \ud800.</think><answer>A</answer>"}) + "\n")
+    output = tmp_path / "out"
+    command = ["--input", str(tmp_path / "records.json"), "--media-root", str(media),
+               "--output", str(output), "--teacher", f"replay:{tmp_path / 'teacher.jsonl'}",
+               "--frames", "4", "--judge", "anthropic", "--judge-base-url", "",
+               "--judge-model", "fake-judge-1", "--quiet"]
+    with FakeJudgeServer(api_key=KEY) as server:
+        command[command.index("--judge-base-url") + 1] = server.url
+        assert annotate_main(command) == 0
+        assert annotate_main(command) == 0  # the re-run reads the step logs back
+    kept = [json.loads(line) for line in jsonl_lines(output / "cot.jsonl")]
+    assert [(r["problem_id"], r["problem"], r["observation"]) for r in kept] == [
+        ("p\udfff", problem, observation)]

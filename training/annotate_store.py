@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.runstore import RunStore, jsonl_lines
+from p2r_eval.unicode_text import json_text
 
 STEPS = ("generate", "verify", "judge")
 STEP_FILES = {"generate": "generated.jsonl", "verify": "verified.jsonl", "judge": "judged.jsonl"}
@@ -91,7 +92,7 @@ class AnnotationStore(RunStore):
         count = 0
         with temporary.open("w", encoding="utf-8") as handle:
             for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(json_text(record) + "\n")
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
@@ -99,7 +100,7 @@ class AnnotationStore(RunStore):
         return count
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
-        atomic_write_text(self.root / name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(self.root / name, json_text(data, indent=2) + "\n")
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         path = self.root / name

@@ -24,6 +24,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from p2r_eval.unicode_text import valid_unicode
+
 SUFFICIENCY_SYSTEM = """\
 You check whether a written observation of a video holds enough visual evidence to answer a \
 question about that video, for a reader who cannot see the video.
@@ -98,9 +100,10 @@ class JudgePrompt:
 
 
 def normalize_text(text: str) -> str:
-    """Unicode NFC, Windows newlines as ``\\n``, outer whitespace stripped: inputs that
-    differ only in these ways make the same prompt and the same cache key."""
-    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").strip()
+    """Unicode NFC, Windows newlines as ``\\n``, outer whitespace stripped, lone surrogates
+    as U+FFFD: inputs that differ only in these ways make the same prompt and the same cache
+    key."""
+    return unicodedata.normalize("NFC", valid_unicode(text)).replace("\r\n", "\n").strip()
 
 
 def escape_data(text: str) -> str:
