@@ -21,8 +21,7 @@ from tqdm import tqdm
 from p2r_eval import provenance
 from p2r_eval.analysis import ProcessAnalysis, analyze_samples, render_analysis_table
 from p2r_eval.items import Item
-from p2r_eval.judge.base import JudgeError
-from p2r_eval.judge.retry import RetriesExhausted
+from p2r_eval.judge.base import JudgeError, RetriesExhausted
 from p2r_eval.media import (
     DEFAULT_DECODE_TIMEOUT_S,
     DecodePool,
@@ -330,6 +329,9 @@ def evaluate_task(
         writer.write_outputs(generated)
     bar.close()
     verdicts = attribution_verdicts(items, finished, judge) if settings.attribute_errors else None
+    if verdicts is not None:
+        store.write_verdicts(loaded.name, {item_id: verdict.as_dict() if verdict else None
+                                           for item_id, verdict in verdicts.items()})
     entry, analysis = task_entry(loaded, items, finished, settings.protocol,
                                  settings.prompt_style, verdicts)
     entry["wall_time_s"] = round(time.monotonic() - started, 3)

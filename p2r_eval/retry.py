@@ -1,7 +1,9 @@
-"""Retries with exponential backoff and jitter, owned by the judge (SDK retries are off).
+"""Retries with exponential backoff and jitter: the one retry implementation, shared by the
+judge and the served-model backend (their SDK retries are off).
 
-Owning the policy makes every retry visible: it is counted in the verdict and the usage
-summary, logged with the item it concerns, and testable with an injected ``sleep``.
+Owning the policy makes every retry visible: it is counted in the caller's usage summary,
+logged with the item it concerns, and testable with an injected ``sleep``. Callers raise
+:class:`TransientError` (or a subclass) for failures worth retrying.
 """
 
 from __future__ import annotations
@@ -13,11 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from p2r_eval.judge.base import JudgeError, TransientJudgeError
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying: rate limit, server error, timeout, broken or malformed reply.
+
+    ``retry_after`` is the server's requested wait in seconds, when it sent one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def is_retryable_status(status_code: int) -> bool:
@@ -69,7 +80,7 @@ class RetryPolicy:
         return backoff
 
 
-class RetriesExhausted(JudgeError):
+class RetriesExhausted(RuntimeError):
     """The retry budget was spent; ``retries`` says how many retries were made."""
 
     def __init__(self, message: str, retries: int) -> None:
@@ -83,20 +94,22 @@ def call_with_retries(
     *,
     label: str,
     rng: random.Random,
-    on_retry: Callable[[TransientJudgeError], None] = lambda error: None,
+    on_retry: Callable[[TransientError], None] = lambda error: None,
+    exhausted: type[RetriesExhausted] = RetriesExhausted,
 ) -> tuple[T, int]:
     """``attempt()``'s result and the number of retries it took.
 
-    Only :class:`TransientJudgeError` is retried; any other error propagates at once. When
-    the budget is spent, :class:`RetriesExhausted` names ``label`` and the last failure.
+    Only :class:`TransientError` is retried; any other error propagates at once. When the
+    budget is spent, ``exhausted`` (a :class:`RetriesExhausted` class, so that a caller can
+    raise its own kind) names ``label`` and the last failure.
     """
     retries = 0
     while True:
         try:
             return attempt(), retries
-        except TransientJudgeError as error:
+        except TransientError as error:
             if retries >= policy.max_retries:
-                raise RetriesExhausted(
+                raise exhausted(
                     f"{label}: gave up after {retries + 1} attempts; last error: {error}", retries
                 ) from error
             wait = policy.delay(retries, error.retry_after, rng)

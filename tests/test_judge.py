@@ -50,8 +50,8 @@ from p2r_eval.judge.prompts import (
     normalize_text,
     sufficiency_prompt,
 )
-from p2r_eval.judge.retry import retry_after_s
 from p2r_eval.judge.usage import price_per_mtok
+from p2r_eval.retry import retry_after_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from judge_server import FakeJudgeServer, judge_reply, split_prompt, word_count  # noqa: E402

@@ -12,8 +12,8 @@ import pytest
 
 from p2r_eval.items import Item
 from p2r_eval.judge import make_judge
-from p2r_eval.judge.retry import RetryPolicy
 from p2r_eval.protocols import PROTOCOLS, aggregate_task, score_item
+from p2r_eval.retry import RetryPolicy
 from p2r_eval.tasks import TASK_NAMES, task_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

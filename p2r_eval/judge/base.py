@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from p2r_eval import retry
 from p2r_eval.judge.prompts import JudgePrompt
+from p2r_eval.retry import TransientError
 
 
 class JudgeError(RuntimeError):
@@ -16,15 +18,12 @@ class JudgeConfigError(JudgeError):
     """The judge is misconfigured: raised by ``make_judge`` before any work starts."""
 
 
-class TransientJudgeError(JudgeError):
-    """A failure worth retrying: rate limit, server error, timeout, broken or malformed reply.
+class TransientJudgeError(JudgeError, TransientError):
+    """A judge failure worth retrying (see :class:`p2r_eval.retry.TransientError`)."""
 
-    ``retry_after`` is the server's requested wait in seconds, when it sent one.
-    """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class RetriesExhausted(JudgeError, retry.RetriesExhausted):
+    """The judge spent its retry budget on one request; ``retries`` says how many it made."""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from p2r_eval.judge.anthropic_backend import AnthropicBackend, message_params, message_text
-from p2r_eval.judge.base import JudgeConfigError, JudgeError
+from p2r_eval.judge.base import JudgeConfigError, JudgeError, RetriesExhausted
 from p2r_eval.judge.cache import CachedReply, ReplyCache
 from p2r_eval.judge.core import Judge, JudgeItemsFailed, JudgeRequest, verdict_from_reply
-from p2r_eval.judge.retry import call_with_retries
 from p2r_eval.judge.verdicts import GradeQuery, SufficiencyQuery, Verdict
+from p2r_eval.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 Query = SufficiencyQuery | GradeQuery
@@ -62,7 +62,8 @@ def _with_retries(judge: Judge, label: str, call: Callable[[], Any]) -> Any:
         except Exception as error:  # noqa: BLE001 - classified into transient/permanent
             raise backend.classify(error) from None
 
-    result, _ = call_with_retries(attempt, judge.retry, label=label, rng=judge.rng)
+    result, _ = call_with_retries(attempt, judge.retry, label=label, rng=judge.rng,
+                                  exhausted=RetriesExhausted)
     return result
 
 

@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from p2r_eval.judge.base import Completion, JudgeBackend, JudgeError
+from p2r_eval.judge.base import Completion, JudgeBackend, JudgeError, RetriesExhausted
 from p2r_eval.judge.cache import CachedReply, ReplyCache, cache_key
 from p2r_eval.judge.prompts import JudgePrompt, grade_prompt, normalize_text, sufficiency_prompt
-from p2r_eval.judge.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from p2r_eval.judge.usage import Usage, UsageCounter
 from p2r_eval.judge.verdicts import GradeQuery, SufficiencyQuery, Verdict, parse_verdict_reply
+from p2r_eval.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MAX_TOKENS = 400
 
@@ -168,6 +168,7 @@ class Judge:
                 label=request.label,
                 rng=self.rng,
                 on_retry=lambda error: self._usage.add(retries=1),
+                exhausted=RetriesExhausted,
             )
         except RetriesExhausted:
             self._usage.add(failures=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 from p2r_eval.judge.base import JudgeConfigError
 from p2r_eval.judge.cache import ReplyCache
 from p2r_eval.judge.core import DEFAULT_MAX_TOKENS, Judge
-from p2r_eval.judge.retry import RetryPolicy
+from p2r_eval.retry import RetryPolicy
 
 BACKENDS = ("anthropic", "openai", "local")
 DEFAULT_TIMEOUT_S = 120.0
