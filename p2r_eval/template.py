@@ -89,6 +89,12 @@ class Segments:
         return not self.deviations(required)
 
 
+def first_tag_span(text: str) -> tuple[int, int] | None:
+    """The character span of the first template tag (opening or closing) in ``text``."""
+    match = _TAG_TOKEN.search(text)
+    return match.span() if match else None
+
+
 def parse(text: str) -> Segments:
     """Parse any model output into segments and flags. Never raises on a string."""
     if not isinstance(text, str):

@@ -240,7 +240,7 @@ def overhead_table(args: argparse.Namespace, model: str) -> list[list[Any]]:
         pending_perception,
         score_completions,
     )
-    from p2r_train.segments import TokenPieces, split_completion
+    from p2r_train.segments import TokenPieces, span_table, split_completion
     from transformers import AutoProcessor
 
     from p2r_eval.items import Item
@@ -263,8 +263,8 @@ def overhead_table(args: argparse.Namespace, model: str) -> list[list[Any]]:
         perception = pending_perception(PerceptionJudge(judge), design, [item] * rows, texts)
         table = score_completions([item] * rows, texts, splits, design, perception)
         rewards = torch.tensor([table.columns[c] for c in design.components]).T
-        counts = torch.tensor([s.perception_tokens for s in splits])
-        advantages = design_advantages(rewards, design, counts, len(ids), args.generations)
+        advantages = design_advantages(rewards, design, span_table(splits), len(ids),
+                                       args.generations)
         group_normalize(rewards.sum(1), args.generations)
         elapsed = (time.perf_counter() - start) * 1000
         timings.append([name, rows, len(ids), f"{elapsed:.1f}", tuple(advantages.shape)])

@@ -10,7 +10,7 @@ from p2r_train.collate import RolloutCollator
 from p2r_train.data import rl_rows, to_dataset
 from p2r_train.pa_grpo import PAGRPOTrainer, design_advantages
 from p2r_train.rewards import RewardDesign
-from p2r_train.segments import ProcessSplit
+from p2r_train.segments import ProcessSplit, span_table
 from p2r_train.vision import placeholder_token_ids, vision_tower
 from training_support import (
     TEST_POLICY,
@@ -159,13 +159,13 @@ def test_pa_grpo_batch_carries_per_token_advantages(model_dir, rows, tmp_path, s
     inputs = first_batch(trainer)
     assert inputs["advantages"].shape == inputs["completion_ids"].shape
     # the trainer's advantages are design_advantages of its reward table, row for row
-    trainer.reward_table.splits = [ProcessSplit(3, 12), ProcessSplit(0, 12), ProcessSplit(5, 12),
-                                   ProcessSplit(12, 12)]
+    trainer.reward_table.splits = [ProcessSplit.leading(3, 12), ProcessSplit.leading(0, 12),
+                                   ProcessSplit.leading(5, 12), ProcessSplit.leading(12, 12)]
     trainer._gathered_rewards = torch.tensor([[1, 1, 0.2, 1, 1, 0], [0, 1, 0, 0, 1, 0],
                                               [0, 0, 0, 1, 1, 0.2], [1, 1, 0, 0, 0, 0]])
     advantages = trainer._advantages(12)
     expected = design_advantages(trainer._gathered_rewards, RewardDesign(),
-                                 torch.tensor([3, 0, 5, 12]), 12, 2)
+                                 span_table(trainer.reward_table.splits), 12, 2)
     assert torch.equal(advantages, expected)
     assert advantages[0, :3].unique().numel() == 1 and advantages[0, 3:].unique().numel() == 1
     assert advantages[0, 0] != advantages[0, 3]

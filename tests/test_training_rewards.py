@@ -24,7 +24,7 @@ from p2r_train.rewards import (
     score_completions,
     template_format_reward,
 )
-from p2r_train.segments import ProcessSplit
+from p2r_train.segments import ProcessSplit, span_table
 from training_support import OPTIONS, fake_server_judge
 
 from p2r_eval.items import Item
@@ -134,13 +134,12 @@ BATCH = [
 
 def table_for(design, judge=None):
     texts = [text for text, _, _ in BATCH]
-    splits = [ProcessSplit(p, p + r) for _, p, r in BATCH]
+    splits = [ProcessSplit.leading(p, p + r) for _, p, r in BATCH]
     items = [item()] * len(BATCH)
     pending = pending_perception(judge, design, items, texts)
     table = score_completions(items, texts, splits, design, pending)
     rewards = torch.tensor([table.columns[name] for name in design.components]).T
-    counts = torch.tensor([split.perception_tokens for split in splits])
-    return table, rewards, design_advantages(rewards, design, counts, 600, 2)
+    return table, rewards, design_advantages(rewards, design, span_table(splits), 600, 2)
 
 
 def test_default_table_hand_checked(server):

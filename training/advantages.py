@@ -64,7 +64,7 @@ def process_advantages(perception_rewards: torch.Tensor, reasoning_rewards: torc
 
     ``perception_rewards`` and ``reasoning_rewards`` (B,) are each normalised within their
     groups (:func:`group_normalize`); ``perception_mask`` (B, T) is True on each
-    completion's perception tokens (its ``<observation>`` segment). Those tokens get the
+    completion's perception tokens (:mod:`p2r_train.segments`). Those tokens get the
     perception advantage, all others the reasoning advantage. With equal perception and
     reasoning rewards this is GRPO's advantage on every token.
     """

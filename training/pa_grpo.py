@@ -58,7 +58,7 @@ from p2r_train.rewards import (
     score_completions,
     weighted_sum,
 )
-from p2r_train.segments import TokenPieces, split_completion
+from p2r_train.segments import TokenPieces, span_table, spans_mask, split_completion
 from p2r_train.vision import (
     cache_features,
     distinct,
@@ -315,10 +315,9 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
 
     def _advantages(self, width: int) -> torch.Tensor:
         """This process's rows of :func:`design_advantages` over the whole (gathered) batch."""
-        counts = torch.tensor([s.perception_tokens for s in self.reward_table.splits],
-                              device=self.accelerator.device)
+        spans = span_table(self.reward_table.splits, self.accelerator.device)
         advantages = design_advantages(
-            self._gathered_rewards, self.design, self.accelerator.gather(counts), width,
+            self._gathered_rewards, self.design, self.accelerator.gather(spans), width,
             self._group_size(), scale=self.scale_rewards,
         )
         return advantages[self._local_rows()]
@@ -379,19 +378,19 @@ def total_reward(rewards: torch.Tensor, design: RewardDesign) -> torch.Tensor:
 
 
 def design_advantages(rewards: torch.Tensor, design: RewardDesign,
-                      perception_tokens: torch.Tensor, width: int, group_size: int, *,
+                      perception_spans: torch.Tensor, width: int, group_size: int, *,
                       scale: str = "group") -> torch.Tensor:
     """The advantages ``design`` trains with, from a reward matrix (N, components).
 
-    PA-GRPO: (N, width), perception tokens (the first ``perception_tokens[i]`` of row ``i``)
-    get the perception advantage, the rest the reasoning advantage
+    PA-GRPO: (N, width), perception tokens (those inside row ``i``'s spans
+    ``perception_spans[i]``, a :func:`p2r_train.segments.span_table`) get the perception
+    advantage, the rest the reasoning advantage
     (:func:`p2r_train.advantages.process_advantages`). ``--no-separation`` and
     ``--process-agnostic``: GRPO's (N,), one advantage for all tokens of a completion.
     """
     if not design.per_token_advantages:
         return group_normalize(total_reward(rewards, design), group_size, scale=scale)
-    positions = torch.arange(width, device=perception_tokens.device)
-    mask = positions[None, :] < perception_tokens[:, None]
+    mask = spans_mask(perception_spans, width)
     perception, reasoning = process_rewards(rewards, design)
     return process_advantages(perception, reasoning, mask, group_size, scale=scale)
 
