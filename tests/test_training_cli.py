@@ -37,6 +37,21 @@ def test_ablation_switches_are_on_the_grpo_command(capsys):
         assert switch in out
 
 
+@pytest.mark.parametrize(("flags", "reason"), [
+    (["--process-agnostic", "--no-separation"], "--no-separation is implied"),
+    (["--no-separation", "--process-agnostic"], "--no-separation is implied"),
+    (["--no-perception-reward", "--process-agnostic"], "no perception reward to switch off"),
+])
+def test_conflicting_ablations_are_a_usage_error(capsys, tmp_path, flags, reason):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grpo", "--model", "demo", "--data", str(tmp_path / "rl.json"), "--output",
+              str(tmp_path / "run"), *flags])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: p2r-train grpo") and reason in error
+    assert "Traceback" not in error and not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli-data")

@@ -225,15 +225,15 @@ def _add_grpo_options(parser: argparse.ArgumentParser) -> None:
     rl.add_argument("--vllm-max-model-length", type=int, default=None,
                     help="vLLM's context window (default: the model's)")
     ablation = parser.add_argument_group("ablations (the paper's table)")
-    ablation.add_argument("--process-agnostic", action="store_true",
+    ablation.add_argument("--process-agnostic", action=AblationSwitch,
                           help="plain GRPO: one reward (accuracy+format+length), one advantage")
-    ablation.add_argument("--no-separation", action="store_true",
+    ablation.add_argument("--no-separation", action=AblationSwitch,
                           help="process rewards summed, one advantage for all tokens")
-    ablation.add_argument("--no-perception-reward", action="store_true",
+    ablation.add_argument("--no-perception-reward", action=AblationSwitch,
                           help="drop the judge's perception accuracy reward")
-    ablation.add_argument("--no-reasoning-reward", action="store_true",
+    ablation.add_argument("--no-reasoning-reward", action=AblationSwitch,
                           help="drop the answer accuracy reward")
-    ablation.add_argument("--no-length-reward", action="store_true",
+    ablation.add_argument("--no-length-reward", action=AblationSwitch,
                           help="drop both length rewards")
     judge = parser.add_argument_group("perception judge")
     judge.add_argument("--judge", choices=("anthropic", "openai", "local"), default=None,
@@ -243,6 +243,22 @@ def _add_grpo_options(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--judge-concurrency", type=int, default=16)
     judge.add_argument("--judge-cache", type=Path, default=None,
                        help="reply cache folder (default: OUTPUT/judge-cache)")
+
+
+class AblationSwitch(argparse.Action):
+    """An ablation flag (store true) that refuses a combination :func:`reward_design` cannot
+    build, as a usage error naming both flags, before anything runs."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True)
+        try:
+            reward_design(namespace)
+        except ValueError as error:
+            raise argparse.ArgumentError(self, str(error)) from None
 
 
 def add_grpo_subcommand(subparsers: Any) -> None:
