@@ -6,10 +6,15 @@ Layout under the cache folder::
     frames/<content hash>-<policy hash>.npy   uint8 frames (T, H, W, 3)
     frames/<content hash>-<policy hash>.json  indices, timestamps, fps, total frames
 
-Every file is written to a temporary name and renamed into place, so concurrent runs can
-share the folder: a reader sees a complete entry or none, and two writers of the same entry
+Every file is written to a temporary name, fsynced and renamed into place, so concurrent runs
+can share the folder: a reader sees a complete entry or none, and two writers of the same entry
 write identical bytes. Keys use the content hash, so a renamed or copied video still hits,
 and an edited video (new size or mtime) is hashed again.
+
+Nothing read back is trusted: a memo that is not a sha256 is hashed again, and an entry whose
+metadata does not parse, names another video or policy, or disagrees with its frames' shape
+is a miss (sampled again and rewritten), never another video's frames or a crash. A power loss
+on a file system that renames before it writes can leave exactly such files.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +36,12 @@ from p2r_eval.provenance import file_sha256
 from p2r_eval.video import FramePolicy, SampledFrames
 
 Sampler = Callable[[Path, FramePolicy], SampledFrames]
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+log = logging.getLogger(__name__)
+
+
+class DamagedEntry(ValueError):
+    """A cache entry that cannot be the frames it is filed under."""
 
 
 class FrameCache:
@@ -42,7 +56,10 @@ class FrameCache:
         identity = f"{video.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
         memo = self.root / "hashes" / hashlib.sha256(identity.encode()).hexdigest()
         if memo.exists():
-            return memo.read_text().strip()
+            remembered = memo.read_bytes().decode("ascii", "replace").strip()
+            if SHA256_HEX.fullmatch(remembered):
+                return remembered
+            log.warning("frame cache: damaged hash memo %s; hashing %s again", memo, video)
         digest = file_sha256(video)
         _atomic_write(memo, digest.encode())
         return digest
@@ -53,18 +70,15 @@ class FrameCache:
         return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
     def load(self, video: Path, policy: FramePolicy) -> SampledFrames | None:
+        """The entry of ``video`` under ``policy``; None when there is none or it is damaged."""
         frames_path, meta_path = self.entry_paths(video, policy)
         if not (frames_path.exists() and meta_path.exists()):
             return None
-        meta = json.loads(meta_path.read_text())
-        return SampledFrames(
-            frames=np.load(frames_path),
-            indices=tuple(meta["indices"]),
-            timestamps=tuple(meta["timestamps"]),
-            sample_fps=meta["sample_fps"],
-            source_fps=meta["source_fps"],
-            total_frames=meta["total_frames"],
-        )
+        try:
+            return checked_entry(frames_path, meta_path, self.content_hash(video), policy)
+        except (DamagedEntry, OSError, ValueError, EOFError) as error:
+            log.warning("frame cache: ignoring damaged entry %s (%s)", frames_path, error)
+            return None
 
     def store(self, video: Path, policy: FramePolicy, sampled: SampledFrames) -> None:
         frames_path, meta_path = self.entry_paths(video, policy)
@@ -75,6 +89,9 @@ class FrameCache:
             "source_fps": sampled.source_fps,
             "total_frames": sampled.total_frames,
             "policy": policy.as_dict(),
+            "policy_key": policy.key(),
+            "content_sha256": self.content_hash(video),
+            "shape": list(sampled.frames.shape),
         }
         _atomic_write(frames_path, _npy_bytes(sampled.frames))
         _atomic_write(meta_path, json.dumps(meta).encode())
@@ -91,6 +108,38 @@ class FrameCache:
         return sampled
 
 
+def checked_entry(
+    frames_path: Path, meta_path: Path, content_sha256: str, policy: FramePolicy
+) -> SampledFrames:
+    """An entry read back and checked against what it is filed under; :class:`DamagedEntry`
+    (or the reader's own error) when it cannot be those frames."""
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise DamagedEntry("metadata is not an object")
+    if meta.get("content_sha256") != content_sha256 or meta.get("policy_key") != policy.key():
+        raise DamagedEntry("metadata names another video or frame policy")
+    frames = np.load(frames_path, allow_pickle=False)
+    indices, timestamps = _number_list(meta, "indices"), _number_list(meta, "timestamps")
+    if (frames.dtype != np.uint8 or frames.ndim != 4 or list(frames.shape) != meta.get("shape")
+            or not len(indices) == len(timestamps) == frames.shape[0]):
+        raise DamagedEntry(f"frames of shape {frames.shape} do not match the metadata")
+    return SampledFrames(
+        frames=frames,
+        indices=tuple(indices),
+        timestamps=tuple(timestamps),
+        sample_fps=meta["sample_fps"],
+        source_fps=meta["source_fps"],
+        total_frames=meta["total_frames"],
+    )
+
+
+def _number_list(meta: dict[str, Any], key: str) -> list[float]:
+    values = meta.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        raise DamagedEntry(f"metadata field {key!r} is not a list of numbers")
+    return values
+
+
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
@@ -103,6 +152,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
