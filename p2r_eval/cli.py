@@ -68,7 +68,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
                       "vsibench,videommmu,mmvu,vcrbench,mvbench,tempcompass,videomme")
     data.add_argument("--data-root", type=Path, default=None,
                       help="folder with the benchmarks (docs/benchmarks.md); default: demo suite")
-    data.add_argument("--limit", type=int, default=None, help="first N items of each task")
+    data.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                      help="first N items of each task (N >= 1)")
     protocol = parser.add_argument_group("protocol")
     protocol.add_argument("--protocol", choices=("video-r1", "official"), default="video-r1",
                           help="video-r1 reproduces the paper's tables (default)")
@@ -134,6 +135,17 @@ def build_eval_parser() -> argparse.ArgumentParser:
                           "of STEPS")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def subcommand_registrars() -> dict[str, SubcommandRegistrar]:

@@ -367,8 +367,13 @@ def attribution_verdicts(
 
 
 def limited(items: Sequence[Item], limit: int | None) -> list[Item]:
-    """The first ``limit`` items (all when ``limit`` is None)."""
-    return list(items[:limit] if limit else items)
+    """The first ``limit`` items (all when ``limit`` is None); a limit below 1 is an error, not
+    "all" (0) or "all but the last" (-1)."""
+    if limit is None:
+        return list(items)
+    if limit < 1:
+        raise ValueError(f"the item limit must be at least 1, not {limit}")
+    return list(items[:limit])
 
 
 def task_entry(
