@@ -5,6 +5,7 @@ Layout::
     OUTPUT/
       results.json          settings, provenance and per-task scores (atomic rewrite)
       samples/<task>.jsonl  one line per finished item, appended, flushed and fsynced
+      verdicts/<task>.json  the observation-sufficiency verdicts of --attribute-errors, by id
       .lock                 held by the run that writes the folder
 
 A crash can leave at most one half-written last line in a samples file; :meth:`RunStore.
@@ -25,12 +26,13 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from p2r_eval.unicode_text import json_text
+from p2r_eval.jsonio import NotUTF8Error, json_text, parse_json, utf8_text
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 SAMPLES_DIR = "samples"
+VERDICTS_DIR = "verdicts"
 LOCK_FILE = ".lock"
 
 
@@ -88,8 +90,8 @@ class RunStore:
         if not self.results_path.exists():
             return None
         try:
-            return json.loads(self.results_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+            return parse_json(utf8_text(self.results_path.read_bytes()))
+        except (json.JSONDecodeError, NotUTF8Error) as error:
             raise RunStoreError(f"{self.results_path} is not valid JSON: {error}") from None
 
     def write_results(self, results: dict[str, Any]) -> None:
@@ -101,6 +103,32 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.results_path)
+
+    def verdicts_path(self, task: str) -> Path:
+        return self.root / VERDICTS_DIR / f"{task}.json"
+
+    def write_verdicts(self, task: str, verdicts: dict[str, dict[str, Any] | None]) -> None:
+        """Atomically replace the task's observation-sufficiency verdicts (item id to the
+        verdict's fields, None where the judge gave none)."""
+        path = self.verdicts_path(task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".json.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            json.dump(verdicts, handle, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def read_verdicts(self, task: str) -> dict[str, dict[str, Any]]:
+        """The task's recorded sufficiency verdicts by item id (empty when none were asked)."""
+        path = self.verdicts_path(task)
+        if not path.exists():
+            return {}
+        try:
+            verdicts = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise RunStoreError(f"{path} is not valid JSON: {error}") from None
+        return {key: value for key, value in verdicts.items() if isinstance(value, dict)}
 
     def append_sample(self, task: str, record: dict[str, Any]) -> None:
         """Append one finished item and make it durable before returning."""
@@ -126,10 +154,13 @@ class RunStore:
             repair_torn_tail(path)
         data = path.read_bytes()
         samples: dict[str, dict[str, Any]] = {}
-        lines = jsonl_lines(data[: intact_length(data)].decode("utf-8"))
+        try:
+            lines = jsonl_lines(utf8_text(data[: intact_length(data)]))
+        except NotUTF8Error as error:
+            raise RunStoreError(f"{path}, line {error.line}: not UTF-8 text") from None
         for number, line in enumerate(lines, start=1):
             try:
-                record = json.loads(line)
+                record = parse_json(line)
             except json.JSONDecodeError as error:
                 message = f"{path}, line {number}: not valid JSON ({error})"
                 raise RunStoreError(message) from None
@@ -160,7 +191,7 @@ def intact_length(data: bytes) -> int:
         return data.rfind(b"\n") + 1
     last_start = data.rfind(b"\n", 0, len(data) - 1) + 1
     try:
-        json.loads(data[last_start:])
+        parse_json(data[last_start:])
     except (json.JSONDecodeError, UnicodeDecodeError):
         return last_start
     return len(data)

@@ -188,3 +188,80 @@ def test_a_bad_annotation_input_stops_annotate_before_the_teacher_loads(content,
     error = capsys.readouterr().err
     assert code == 2 and str(path) in error and expected in error
     assert not (output / "steps").exists()
+
+
+# -- invalid text and deep nesting in every file a command reads -------------------------------
+DEEP = "[" * 100_000 + "]" * 100_000  # valid JSON, deeper than Python's parser goes
+NOT_UTF8 = b"\xff\xfe not UTF-8 \xc3\x28"
+
+
+def replay_line(item_id: int) -> str:
+    return json.dumps({"task": "mvbench", "id": item_id, "output": "<answer>B</answer>"})
+
+
+def finished_sample(item_id: int) -> str:
+    return json.dumps({"id": str(item_id), "output": "<answer>B</answer>", "score": 1.0,
+                       "error": None})
+
+
+# name -> (file written, its bytes, what the one-line error must name)
+UNREADABLE_FILES = {
+    "annotations nested too deeply": (
+        "data/eval_mvbench.json", DEEP.encode(), ["eval_mvbench.json", "nested too deeply"]),
+    "annotations not UTF-8": ("data/eval_mvbench.json", NOT_UTF8,
+                              ["eval_mvbench.json", "UTF-8"]),
+    "authors' JSONL line not UTF-8": (
+        "data/videomme/test.jsonl", b'{"question_id": "1"}\n' + NOT_UTF8 + b"\n",
+        ["videomme/test.jsonl", "line 2", "UTF-8"]),
+    "authors' JSONL line nested too deeply": (
+        "data/videomme/test.jsonl", DEEP.encode() + b"\n",
+        ["videomme/test.jsonl", "line 1", "nested too deeply"]),
+    "replay line nested too deeply": (
+        "replay.jsonl", f"{replay_line(1)}\n{DEEP}\n".encode(),
+        ["replay.jsonl:2", "nested too deeply"]),
+    "samples line not UTF-8": (
+        "run/samples/mvbench.jsonl", NOT_UTF8 + f"\n{finished_sample(2)}\n".encode(),
+        ["mvbench.jsonl, line 1", "UTF-8"]),
+    "samples line nested too deeply": (
+        "run/samples/mvbench.jsonl", f"{DEEP}\n{finished_sample(2)}\n".encode(),
+        ["mvbench.jsonl, line 1", "nested too deeply"]),
+    "results nested too deeply": ("run/results.json", DEEP.encode(),
+                                  ["results.json", "nested too deeply"]),
+    "results not UTF-8": ("run/results.json", NOT_UTF8, ["results.json", "UTF-8"]),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE_FILES))
+def test_a_file_of_invalid_text_or_deep_nesting_stops_the_run_naming_it(case, tmp_path, capsys):
+    relative, content, expected = UNREADABLE_FILES[case]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "eval_mvbench.json").write_text(json.dumps([r1_record(1), r1_record(2)]))
+    (tmp_path / "replay.jsonl").write_text(f"{replay_line(1)}\n{replay_line(2)}\n")
+    (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / relative).write_bytes(content)
+    task = "videomme" if "videomme" in relative else "mvbench"
+    code = main(["--model", f"replay:{tmp_path / 'replay.jsonl'}", "--tasks", task,
+                 "--data-root", str(tmp_path / "data"), "--quiet",
+                 "--output", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert error.startswith("p2r-eval: ") and error.count("\n") == 1, error
+    for part in expected:
+        assert part in error, (part, error)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (DEEP.encode(), "nested too deeply"),
+    (b'{"problem_id": "a"}\n' + NOT_UTF8 + b"\n", "UTF-8"),
+])
+def test_annotate_input_of_invalid_text_or_deep_nesting_stops_naming_it(content, expected,
+                                                                        tmp_path, capsys):
+    from p2r_train.annotate import main as annotate_main
+
+    path = tmp_path / ("records.json" if content.startswith(b"[") else "records.jsonl")
+    path.write_bytes(content)
+    code = annotate_main(["--input", str(path), "--media-root", str(tmp_path), "--output",
+                          str(tmp_path / "out"), "--teacher", "demo", "--judge", "openai",
+                          "--judge-base-url", "http://127.0.0.1:9/v1", "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and str(path) in error and expected in error, error

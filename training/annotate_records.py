@@ -24,6 +24,7 @@ from typing import Any
 
 from p2r_eval.formats.paths import frames_folder_or_video, locate_media
 from p2r_eval.items import Item
+from p2r_eval.jsonio import NotUTF8Error, parse_json, utf8_text
 from p2r_eval.runstore import jsonl_lines
 from p2r_eval.scoring import extract_answer
 from p2r_eval.template import parse
@@ -62,8 +63,8 @@ def load_vqa_records(path: Path) -> list[VQARecord]:
     """All records of a JSON list or JSON Lines file, in file order."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        text = utf8_text(path.read_bytes())
+    except (OSError, NotUTF8Error) as error:
         raise AnnotateInputError(f"cannot read input file {path}: {error}") from None
     raw_records = _json_records(path, text)
     records: list[VQARecord] = []
@@ -84,7 +85,7 @@ def _json_records(path: Path, text: str) -> list[tuple[str, Any]]:
     """``(where, record)`` pairs; ``where`` names the line (JSONL) or index (JSON list)."""
     if text.lstrip().startswith("["):
         try:
-            data = json.loads(text)
+            data = parse_json(text)
         except json.JSONDecodeError as error:
             raise AnnotateInputError(f"{path}: not valid JSON ({error})") from None
         return [(f"record {index}", record) for index, record in enumerate(data)]
@@ -93,7 +94,7 @@ def _json_records(path: Path, text: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append((f"line {number}", json.loads(line)))
+            records.append((f"line {number}", parse_json(line)))
         except json.JSONDecodeError as error:
             raise AnnotateInputError(f"{path}, line {number}: not valid JSON ({error})") from None
     return records

@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.jsonio import json_text
 from p2r_eval.runstore import RunStore, jsonl_lines
-from p2r_eval.unicode_text import json_text
 
 STEPS = ("generate", "verify", "judge")
 STEP_FILES = {"generate": "generated.jsonl", "verify": "verified.jsonl", "judge": "judged.jsonl"}

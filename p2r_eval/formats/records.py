@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from p2r_eval.formats.errors import AnnotationError, DataNotFoundError
+from p2r_eval.jsonio import NotUTF8Error, parse_json, utf8_text
 
 JSON_SUFFIXES = (".json",)
 JSONL_SUFFIXES = (".jsonl",)
@@ -96,8 +97,10 @@ def with_bookkeeping(records: list[Any], label: str, source: str) -> list[dict[s
 
 def _read_json(path: Path, label: str, nested_keys: Sequence[str]) -> list[Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = parse_json(utf8_text(path.read_bytes()))
+    except NotUTF8Error as error:
+        raise AnnotationError(label, str(error)) from error
+    except json.JSONDecodeError as error:
         raise AnnotationError(label, f"invalid JSON: {error}") from error
     if isinstance(data, list):
         return data
@@ -128,15 +131,16 @@ def flatten_nested(data: Any, keys: tuple[str, ...], label: str) -> list[dict[st
 
 def _read_jsonl(path: Path, label: str) -> list[Any]:
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise AnnotationError(label, f"invalid JSON: {error}",
-                                      record=f"line {number}") from error
+    for number, raw_line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = utf8_text(raw_line)
+            if line.strip():
+                records.append(parse_json(line))
+        except NotUTF8Error as error:
+            raise AnnotationError(label, "not UTF-8 text", record=f"line {number}") from error
+        except json.JSONDecodeError as error:
+            raise AnnotationError(label, f"invalid JSON: {error}",
+                                  record=f"line {number}") from error
     return records
 
 

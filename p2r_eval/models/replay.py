@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.jsonio import parse_json
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
 from p2r_eval.runstore import jsonl_lines
 
@@ -47,7 +48,7 @@ def read_replay_file(path: Path) -> dict[tuple[str, str], str]:
 def parse_replay_line(line: str, where: str) -> tuple[tuple[str, str], str]:
     """``((task, id), output)`` of one line; ``where`` names the file and line in errors."""
     try:
-        record = json.loads(line)
+        record = parse_json(line)
     except json.JSONDecodeError as error:
         raise ReplayFileError(f"{where}: not valid JSON ({error})") from error
     if not isinstance(record, dict):
