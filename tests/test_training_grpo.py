@@ -3,6 +3,8 @@ vision encoder once per prompt, per-token advantages, resume."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from judge_server import FakeJudgeServer
@@ -186,3 +188,24 @@ def test_resume_from_a_checkpoint(model_dir, rows, tmp_path):
     trainer = make_trainer(model_dir, rows, output, max_steps=3)
     trainer.train(resume_from_checkpoint=True)
     assert trainer.state.global_step == 3
+
+
+def test_the_trl_version_pa_grpo_overrides_is_checked(monkeypatch, model_dir, rows, tmp_path):
+    import trl
+    from p2r_train.pa_grpo import OVERRIDDEN_TRL_METHODS, TESTED_TRL, check_trl_version
+    from trl import GRPOTrainer
+
+    check_trl_version(trl.__version__)  # the installed one is the tested one
+    for name in OVERRIDDEN_TRL_METHODS:  # the list names what is overridden, and TRL has it
+        assert name in vars(PAGRPOTrainer) and callable(getattr(GRPOTrainer, name))
+    for other in ("1.17.0", "1.1.6", "2.16.0", "1.160.0"):
+        with pytest.raises(RuntimeError, match=rf"needs TRL 1\.16\.x, found TRL {other}: "
+                                               r".*pip install 'trl>=1\.16,<1\.17'"):
+            check_trl_version(other)
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    major, minor = TESTED_TRL  # the train extra pins the same minor version
+    assert f'train = ["trl>={major}.{minor},<{major}.{minor + 1}"' in pyproject
+    monkeypatch.setattr(trl, "__version__", "1.17.0")
+    with pytest.raises(RuntimeError, match="found TRL 1.17.0"):
+        make_trainer(model_dir, rows, tmp_path / "newer-trl")
+    assert not (tmp_path / "newer-trl").exists()

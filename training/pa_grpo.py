@@ -39,11 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import trl
 from p2r_train.advantages import collapsed_groups, group_normalize, process_advantages
 from p2r_train.checkpoints import ResumesThroughFromPretrained, resume_target
 from p2r_train.collate import RolloutCollator, VisualInput, training_processor
@@ -76,6 +78,26 @@ from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.models.hf import StopTokens, decode_output
 from p2r_eval.video import FramePolicy
+
+TESTED_TRL = (1, 16)  # the minor version whose private GRPOTrainer methods are overridden here
+OVERRIDDEN_TRL_METHODS = (
+    "_generate_and_score_completions", "_tokenize_prompts", "_generate_single_turn",
+    "_generate", "_calculate_rewards", "_get_per_token_logps_and_entropies", "_compute_loss",
+)
+
+
+def check_trl_version(version: str) -> None:
+    """Refuse a TRL other than :data:`TESTED_TRL`: :class:`PAGRPOTrainer` overrides private
+    methods of its ``GRPOTrainer`` (:data:`OVERRIDDEN_TRL_METHODS`), which TRL changes
+    between minor versions without notice."""
+    tested = ".".join(map(str, TESTED_TRL))
+    release = re.match(r"(\d+)\.(\d+)(?!\d)", version)
+    if release is None or tuple(map(int, release.groups())) != TESTED_TRL:
+        raise RuntimeError(
+            f"PA-GRPO needs TRL {tested}.x, found TRL {version}: it overrides private methods "
+            f"of TRL {tested}'s GRPOTrainer ({', '.join(OVERRIDDEN_TRL_METHODS)}), which other "
+            f"versions change. Install it with: pip install 'trl>={tested},<{TESTED_TRL[0]}."
+            f"{TESTED_TRL[1] + 1}' (or pip install 'p2r[train]')")
 
 
 class RewardColumn:
@@ -121,6 +143,7 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
     def __init__(self, model: Any, args: GRPOConfig, train_dataset: Any, processing_class: Any,
                  *, builder: RequestBuilder, design: RewardDesign | None = None,
                  judge: Any = None, freeze_vision: bool = False, **kwargs: Any) -> None:
+        check_trl_version(trl.__version__)
         check_rollout_engine(args)
         if args.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError("PAGRPOTrainer computes its own advantages: keep "
