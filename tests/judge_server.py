@@ -4,7 +4,8 @@ Tests point the real ``anthropic`` and ``openai`` SDKs at it (``127.0.0.1``, por
 ``POST /v1/messages``, the Message Batches endpoints (create, retrieve, results JSONL),
 ``GET /v1/models`` and ``POST /v1/chat/completions``, counts every call, and injects faults
 on demand: 429 with ``retry-after``, 500, 529 overloaded, a reply slower than the client's
-timeout, a malformed JSON body and a truncated body.
+timeout, a malformed JSON body, a truncated body, and well-formed replies whose text holds no
+verdict (empty, JSON, a sentence).
 
 Its "judge" is a deterministic rule that reads the prompt the way a careful model would, plus
 one deliberately naive habit that makes the prompt-injection test meaningful:
@@ -42,7 +43,13 @@ DATA_BLOCK = re.compile(r"<(" + "|".join(DATA_TAGS) + r")>(.*?)</\1>", re.DOTALL
 NAIVE_OBEY = re.compile(r"answer\s+yes", re.IGNORECASE)
 OPTION_PREFIX = re.compile(r"^\s*\(?[A-Z][.):]\s*")
 TRANSIENT_FAULTS = ("429", "500", "529", "timeout", "malformed", "truncated")
-FAULTS = ("ok", "400", *TRANSIENT_FAULTS)
+NO_VERDICT_REPLIES = {
+    "empty-reply": "",
+    "json-reply": '{"grade": "correct", "confidence": 0.9}',
+    "sentence-reply": "Both answers describe the same quantity, more or less.",
+}
+"""Faults that answer 200 with a well-formed body whose text holds no verdict."""
+FAULTS = ("ok", "400", *TRANSIENT_FAULTS, *NO_VERDICT_REPLIES)
 
 
 def split_prompt(text: str) -> tuple[dict[str, str], str]:
@@ -228,6 +235,15 @@ def openai_completion(model: str, prompt_text: str, completion_id: str) -> dict[
     }
 
 
+def with_reply_text(payload: dict[str, Any], text: str) -> dict[str, Any]:
+    """A Messages or chat completion body with its reply text replaced by ``text``."""
+    if "choices" in payload:
+        choice = payload["choices"][0]
+        return {**payload, "choices": [{**choice, "message": {**choice["message"],
+                                                              "content": text}}]}
+    return {**payload, "content": [{"type": "text", "text": text}]}
+
+
 def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -294,6 +310,8 @@ def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
                 self._error(529, "overloaded_error")
             elif fault == "malformed":
                 self._send_raw(200, b'{"id": "msg_broken", "content": [', "application/json")
+            elif fault in NO_VERDICT_REPLIES:
+                self._send_json(200, with_reply_text(payload, NO_VERDICT_REPLIES[fault]))
             elif fault == "truncated":
                 body = json.dumps(payload).encode()
                 self._send_raw(200, body[: len(body) // 2], "application/json", None, len(body))

@@ -4,6 +4,11 @@ A :class:`Judge` turns queries into prompts, looks each one up in the reply cach
 backend with bounded concurrency and its own retry policy for the rest, stores every reply
 before returning its verdict, and keeps usage totals. It never falls back to another backend
 or to a default verdict: a failure is a :class:`JudgeError` naming the item.
+
+A grade decides a score, so a grading reply without a verdict (empty, JSON, a sentence) is a
+failed call: retried like a transient error, never cached, and once the budget is spent the
+item is left for a later run. A sufficiency reply without one stays a verdict of ``None``
+("unknown"), which error attribution and the rewards count as such.
 """
 
 from __future__ import annotations
@@ -14,7 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from p2r_eval.judge.base import Completion, JudgeBackend, JudgeError, RetriesExhausted
+from p2r_eval.judge.base import (
+    Completion,
+    JudgeBackend,
+    JudgeError,
+    RetriesExhausted,
+    TransientJudgeError,
+)
 from p2r_eval.judge.cache import CachedReply, ReplyCache, cache_key
 from p2r_eval.judge.prompts import JudgePrompt, grade_prompt, normalize_text, sufficiency_prompt
 from p2r_eval.judge.usage import Usage, UsageCounter
@@ -22,6 +33,16 @@ from p2r_eval.judge.verdicts import GradeQuery, SufficiencyQuery, Verdict, parse
 from p2r_eval.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MAX_TOKENS = 400
+GRADE_MODE = "grade"
+
+
+class NoVerdictReply(TransientJudgeError):
+    """A grading reply that holds no verdict: retried, never cached."""
+
+
+def verdict_required(mode: str, raw: str) -> bool:
+    """True when ``raw`` cannot stand as a reply in ``mode``: a grade without a verdict."""
+    return mode == GRADE_MODE and parse_verdict_reply(raw).sufficient is None
 
 
 class JudgeItemsFailed(JudgeError):
@@ -151,7 +172,7 @@ class Judge:
     def cached_verdict(self, request: JudgeRequest) -> Verdict | None:
         """The verdict stored for ``request``, or ``None``; counts a cache hit."""
         stored = self.cache.get(request.key) if self.cache is not None else None
-        if stored is None:
+        if stored is None or verdict_required(request.prompt.mode, stored.raw):
             return None
         self._usage.add(cache_hits=1)
         return verdict_from_reply(stored, cached=True, retries=0)
@@ -163,7 +184,7 @@ class Judge:
             return cached
         try:
             completion, retries = call_with_retries(
-                lambda: self._call(request.prompt),
+                lambda: self._answer(request.prompt),
                 self.retry,
                 label=request.label,
                 rng=self.rng,
@@ -233,6 +254,13 @@ class Judge:
             batch_input_tokens=reply.input_tokens,
             batch_output_tokens=reply.output_tokens,
         )
+
+    def _answer(self, prompt: JudgePrompt) -> Completion:
+        """One call whose reply can stand (see :func:`verdict_required`)."""
+        completion = self._call(prompt)
+        if verdict_required(prompt.mode, completion.text):
+            raise NoVerdictReply(f"the reply holds no verdict: {completion.text[:120]!r}")
+        return completion
 
     def _call(self, prompt: JudgePrompt) -> Completion:
         self._usage.add(calls=1)
