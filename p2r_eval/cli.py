@@ -35,6 +35,7 @@ subcommands (p2r-eval SUBCOMMAND --help):
   probe                 perception-only probe: observations as text, no video, to a reasoner
   merge                 merge the shards of a data-parallel run (--shard I/N)
   models                the paper's models with the settings recommended for each
+  view RUN_DIR...       static site of runs: results, samples with their frames, comparisons
 
 A run folder holds results.json and samples/<task>.jsonl; running the same command again
 resumes it (finished items are never generated twice) and a finished run is not redone.
@@ -163,6 +164,7 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
         "merge": registrar("p2r_eval.shards"),
         "probe": registrar("p2r_eval.probe"),
         "models": registrar("p2r_eval.models_listing"),
+        "view": registrar("p2r_eval.view.command"),
     }
 
 

@@ -332,6 +332,9 @@ def evaluate_task(
     if verdicts is not None:
         store.write_verdicts(loaded.name, {item_id: verdict.as_dict() if verdict else None
                                            for item_id, verdict in verdicts.items()})
+    if verdicts is not None:
+        store.write_verdicts(loaded.name, {item_id: verdict.as_dict() if verdict else None
+                                           for item_id, verdict in verdicts.items()})
     entry, analysis = task_entry(loaded, items, finished, settings.protocol,
                                  settings.prompt_style, verdicts)
     entry["wall_time_s"] = round(time.monotonic() - started, 3)

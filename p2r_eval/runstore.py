@@ -6,6 +6,7 @@ Layout::
       results.json          settings, provenance and per-task scores (atomic rewrite)
       samples/<task>.jsonl  one line per finished item, appended, flushed and fsynced
       verdicts/<task>.json  the observation-sufficiency verdicts of --attribute-errors, by id
+      verdicts/<task>.json  the observation-sufficiency verdicts of --attribute-errors, by id
       .lock                 held by the run that writes the folder
 
 A crash can leave at most one half-written last line in a samples file; :meth:`RunStore.
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 SAMPLES_DIR = "samples"
+VERDICTS_DIR = "verdicts"
 VERDICTS_DIR = "verdicts"
 LOCK_FILE = ".lock"
 
@@ -103,6 +105,32 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self.results_path)
+
+    def verdicts_path(self, task: str) -> Path:
+        return self.root / VERDICTS_DIR / f"{task}.json"
+
+    def write_verdicts(self, task: str, verdicts: dict[str, dict[str, Any] | None]) -> None:
+        """Atomically replace the task's observation-sufficiency verdicts (item id to the
+        verdict's fields, None where the judge gave none)."""
+        path = self.verdicts_path(task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".json.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            json.dump(verdicts, handle, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def read_verdicts(self, task: str) -> dict[str, dict[str, Any]]:
+        """The task's recorded sufficiency verdicts by item id (empty when none were asked)."""
+        path = self.verdicts_path(task)
+        if not path.exists():
+            return {}
+        try:
+            verdicts = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise RunStoreError(f"{path} is not valid JSON: {error}") from None
+        return {key: value for key, value in verdicts.items() if isinstance(value, dict)}
 
     def verdicts_path(self, task: str) -> Path:
         return self.root / VERDICTS_DIR / f"{task}.json"
