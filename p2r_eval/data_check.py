@@ -3,8 +3,10 @@
 Per benchmark: the format and annotation files found, the number of records (and the
 number the benchmark should have), the media files that are missing, those that exist but
 cannot be read (a video with no readable video stream, a frame folder without images), and
-the records whose paths were refused because they leave the data root. A bad annotation
-file is reported for its benchmark; the others are still checked.
+the records whose paths were refused (they leave the data root, hold a NUL character, loop).
+Paths and names come from the data, so the text report shows their control characters as
+``\\uXXXX`` escapes: one entry is always one line. A bad annotation file is reported for its
+benchmark; the others are still checked.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from p2r_eval.tasks import (
     resolve_task_names,
     task_spec,
 )
+from p2r_eval.untrusted import visible_controls
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 SHOWN_PER_LIST = 5
@@ -104,6 +107,13 @@ def _relative(path: Path, root: Path) -> str:
 
 def media_problem(path: Path, media_type: str, *, probe: bool = True) -> str | None:
     """``"missing"``, another reason the file is unusable, or ``None`` when it is fine."""
+    try:
+        return _media_problem(path, media_type, probe=probe)
+    except OSError as error:  # a name too long, a folder that cannot be listed, ...
+        return f"unreadable: {error.strerror or error}"
+
+
+def _media_problem(path: Path, media_type: str, *, probe: bool) -> str | None:
     if media_type == "frames":
         if not path.is_dir():
             return "missing"
@@ -150,11 +160,12 @@ def image_problem(path: Path) -> str | None:
 
 def render_report(reports: Sequence[TaskDataReport], data_root: Path | None = None) -> str:
     """The reports as plain text, one block per benchmark."""
-    lines = [f"data root: {data_root if data_root is not None else 'demo suite'}"]
+    shown_root = visible_controls(str(data_root)) if data_root is not None else "demo suite"
+    lines = [f"data root: {shown_root}"]
     for report in reports:
         lines.append("")
         if report.error is not None:
-            lines.append(f"{report.task}: ERROR {report.error}")
+            lines.append(f"{report.task}: ERROR {visible_controls(report.error)}")
             continue
         expected = (f" (expected {report.expected_records:,})"
                     if report.expected_records not in (None, report.records) else "")
@@ -162,12 +173,13 @@ def render_report(reports: Sequence[TaskDataReport], data_root: Path | None = No
                      f"{expected}, {report.media_files:,} media files -> "
                      f"{'OK' if report.ok else 'PROBLEMS'}")
         for label in report.data_files:
-            lines.append(f"  annotations: {label}")
+            lines.append(f"  annotations: {visible_controls(label)}")
         for title, entries in (("missing", report.missing), ("unreadable", report.unreadable),
-                               ("path escapes the data root", report.escaping)):
+                               ("path refused", report.escaping)):
             if entries:
                 lines.append(f"  {title}: {len(entries):,}")
-                lines.extend(f"    {entry}" for entry in entries[:SHOWN_PER_LIST])
+                lines.extend(f"    {visible_controls(entry)}"
+                             for entry in entries[:SHOWN_PER_LIST])
                 if len(entries) > SHOWN_PER_LIST:
                     lines.append(f"    ... and {len(entries) - SHOWN_PER_LIST:,} more")
     return "\n".join(lines)

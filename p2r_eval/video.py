@@ -3,7 +3,14 @@
 Which frames: :func:`uniform_indices` follows Video-R1 / qwen-vl-utils, ``linspace(0, total-1,
 n).round()`` computed in float32 like their ``torch.linspace`` (first and last frame included).
 :class:`FramePolicy` chooses ``n``: a fixed count, or a rate (``fps``) clamped to
-``[min_frames, max_frames]``.
+``[min_frames, max_frames]``, either p2r's way or qwen-vl-utils' (``count_rule``).
+
+Frame size: with ``resize="qwen-vl-utils"`` each frame is resized right after it is decoded,
+in the decoding process, exactly as qwen-vl-utils' ``fetch_video`` does (its ``smart_resize``
+size, float bicubic with antialias, clamped and rounded); only resized frames are kept, so
+memory stays bounded on high-resolution video. Otherwise frames keep their size and the
+model's processor resizes them. :mod:`p2r_eval.input_policies` names the combinations that
+reproduce Video-R1, VideoRFT and lmms-eval.
 
 How frames are decoded (decoder ``"pyav-keyframe"``, the default):
 
@@ -37,10 +44,11 @@ packet that blocks (e.g. a stalled network file system) is not interrupted.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -52,6 +60,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 DECODERS = ("pyav-keyframe", "pyav-sequential")
+COUNT_RULES = ("p2r", "qwen-vl-utils")
+RESIZE_RULES = ("processor", "qwen-vl-utils")
+PATCH_FACTOR = 28
+"""Qwen2-VL / Qwen2.5-VL frame sides are multiples of this (14-pixel patches, merged 2x2)."""
+FRAME_FACTOR = 2
+"""qwen-vl-utils' frame counts are multiples of this (two frames make one temporal patch)."""
+QWEN_TOTAL_PIXELS = 128000 * 28 * 28 * 0.9
+"""qwen-vl-utils' default pixel budget for a whole video (a 128K-token model)."""
+MAX_ASPECT_RATIO = 200
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_DECODE_WORKERS = 4
 _INDEX_KEYFRAME, _INDEX_DISCARD = 1, 2  # FFmpeg's AVINDEX_KEYFRAME, AVINDEX_DISCARD_FRAME
@@ -104,10 +121,22 @@ class VideoTimeoutError(VideoError):
 class FramePolicy:
     """How many frames to take from a video, and how they are decoded; recorded with results.
 
-    With ``fps`` None, ``num_frames`` frames are taken uniformly. With ``fps`` set, the count is
-    ``round(duration * fps)`` clamped to ``[min_frames, max_frames]`` and to the number of
-    frames the video has (never below ``min_frames``). ``max_pixels`` is recorded only: the
-    model's processor resizes (Qwen's smart_resize).
+    ``count_rule="p2r"``: with ``fps`` None, ``num_frames`` frames are taken uniformly (frames
+    repeat in a shorter video). With ``fps`` set, the count is ``round(duration * fps)``
+    clamped to ``[min_frames, max_frames]`` and to the number of frames the video has (never
+    below ``min_frames``).
+
+    ``count_rule="qwen-vl-utils"``: with ``fps`` set, qwen-vl-utils' ``smart_nframes``:
+    ``duration * fps`` clamped to ``[min_frames, min(max_frames, frames in the video)]`` (both
+    bounds made even) and floored to an even number. With ``fps`` None, ``num_frames`` capped at
+    the frames in the video and floored to an even number (what lmms-eval passes to
+    qwen-vl-utils as ``nframes``). Never more frames than the video has; a video of one frame
+    is refused, as qwen-vl-utils refuses it.
+
+    ``resize="processor"``: frames keep their size; ``max_pixels`` is what the model's
+    processor is told (Qwen's smart_resize). ``resize="qwen-vl-utils"``: frames are resized
+    after decoding as qwen-vl-utils does (:meth:`resized_size`), between ``min_pixels`` and
+    ``max_pixels``. ``input_policy`` names the policy (:mod:`p2r_eval.input_policies`).
     """
 
     num_frames: int = 32
@@ -116,6 +145,10 @@ class FramePolicy:
     max_frames: int = 768
     max_pixels: int = 256 * 28 * 28
     decoder: str = "pyav-keyframe"
+    input_policy: str = "uniform"
+    count_rule: str = "p2r"
+    resize: str = "processor"
+    min_pixels: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -129,6 +162,15 @@ class FramePolicy:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.count_rule not in COUNT_RULES:
+            raise ValueError(f"count_rule must be one of {COUNT_RULES}, got {self.count_rule!r}")
+        if self.resize not in RESIZE_RULES:
+            raise ValueError(f"resize must be one of {RESIZE_RULES}, got {self.resize!r}")
+        if self.resize == "qwen-vl-utils" and not (
+            self.min_pixels is not None and 1 <= self.min_pixels <= self.max_pixels
+        ):
+            raise ValueError(f"resize='qwen-vl-utils' needs 1 <= min_pixels <= max_pixels, got "
+                             f"{self.min_pixels}, {self.max_pixels}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,14 +181,100 @@ class FramePolicy:
             count = f"frames={self.num_frames}"
         else:
             count = f"fps={self.fps:g},min={self.min_frames},max={self.max_frames}"
-        return f"{count};max_pixels={self.max_pixels};decoder={self.decoder}"
+        key = f"{count};max_pixels={self.max_pixels};decoder={self.decoder}"
+        if (self.count_rule, self.resize) == ("p2r", "processor"):
+            return key
+        return (f"{key};policy={self.input_policy};count_rule={self.count_rule};"
+                f"resize={self.resize};min_pixels={self.min_pixels}")
 
     def frame_count(self, total_frames: int, duration_s: float) -> int:
-        """How many frames to sample from a video of ``total_frames`` frames."""
+        """How many frames to sample from a video of ``total_frames`` frames lasting
+        ``duration_s`` (``total_frames / source fps``); ValueError where the rule has none."""
+        if self.count_rule == "qwen-vl-utils":
+            return self._qwen_frame_count(total_frames, duration_s)
         if self.fps is None:
             return self.num_frames
         upper = max(min(self.max_frames, total_frames), self.min_frames)
         return min(max(round(duration_s * self.fps), self.min_frames), upper)
+
+    def _qwen_frame_count(self, total_frames: int, duration_s: float) -> int:
+        if self.fps is None:
+            count = max(_floor_by(min(self.num_frames, total_frames), FRAME_FACTOR), FRAME_FACTOR)
+        else:
+            low = _ceil_by(self.min_frames, FRAME_FACTOR)
+            high = _floor_by(min(self.max_frames, total_frames), FRAME_FACTOR)
+            wanted = duration_s * self.fps
+            count = _floor_by(min(min(max(wanted, low), high), total_frames), FRAME_FACTOR)
+        if not FRAME_FACTOR <= count <= total_frames:
+            raise ValueError(f"input policy {self.input_policy} needs at least {FRAME_FACTOR} "
+                             f"frames, the video has {total_frames}")
+        return count
+
+    def resized_size(self, height: int, width: int, frame_count: int) -> tuple[int, int] | None:
+        """(height, width) a ``height`` x ``width`` frame of a ``frame_count``-frame clip is
+        resized to after decoding, None when the processor resizes instead.
+
+        qwen-vl-utils' ``fetch_video``: the frame cap is ``max_pixels``, lowered to the
+        video's pixel budget per two frames and raised to ``1.05 * min_pixels``; then
+        ``smart_resize`` (sides multiples of 28, aspect ratio kept, pixels in range)."""
+        if self.resize == "processor":
+            return None
+        assert self.min_pixels is not None
+        budget = QWEN_TOTAL_PIXELS / frame_count * FRAME_FACTOR
+        cap = max(min(self.max_pixels, budget), int(self.min_pixels * 1.05))
+        return smart_resize(height, width, min_pixels=self.min_pixels, max_pixels=cap)
+
+    @property
+    def processor_max_pixels(self) -> int:
+        """The ``max_pixels`` to give the model's processor: ``max_pixels``, or, for frames
+        resized after decoding, the most a resized frame can have (so it resizes no further)."""
+        if self.resize == "processor" or self.min_pixels is None:
+            return self.max_pixels
+        return max(self.max_pixels, int(self.min_pixels * 1.05))
+
+
+def _floor_by(number: float, factor: int) -> int:
+    return math.floor(number / factor) * factor
+
+
+def _ceil_by(number: float, factor: int) -> int:
+    return math.ceil(number / factor) * factor
+
+
+def smart_resize(
+    height: int, width: int, *, min_pixels: int, max_pixels: float, factor: int = PATCH_FACTOR
+) -> tuple[int, int]:
+    """Qwen's frame size: sides multiples of ``factor``, as close to ``height`` x ``width`` as
+    that allows (Python's round, ties to even), then scaled into ``[min_pixels, max_pixels]``
+    with the aspect ratio kept (floored when shrinking, ceiled when growing)."""
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio over {MAX_ASPECT_RATIO}: {width}x{height}")
+    new_height = max(factor, round(height / factor) * factor)
+    new_width = max(factor, round(width / factor) * factor)
+    if new_height * new_width > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        new_height = _floor_by(height / beta, factor)
+        new_width = _floor_by(width / beta, factor)
+    elif new_height * new_width < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        new_height = _ceil_by(height * beta, factor)
+        new_width = _ceil_by(width * beta, factor)
+    return new_height, new_width
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One RGB frame (H, W, 3) resized to ``size`` (height, width) as qwen-vl-utils resizes
+    (torchvision's tensor ``resize``, BICUBIC with antialias): float32 bicubic interpolation
+    with antialias, clamped to [0, 255] and rounded back to uint8."""
+    import torch
+
+    image = torch.from_numpy(frame).unsqueeze(0).permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(
+        image.to(torch.float32), size=list(size), mode="bicubic", align_corners=False,
+        antialias=True,
+    )
+    resized = torch.round(resized.clamp(min=0, max=255)).to(torch.uint8)
+    return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
 
 
 @dataclass(frozen=True)
@@ -154,8 +282,8 @@ class SampledFrames:
     """Frames taken from one video, in the order of ``indices``.
 
     ``sample_fps`` is the rate the sampled frames represent over the whole video,
-    ``T * source_fps / total_frames`` (= T / duration): what qwen-vl-utils passes to
-    Qwen2.5-VL as the video fps (its ``second_per_grid_ts`` derive from it).
+    ``T / total_frames * source_fps`` (= T / duration), computed in qwen-vl-utils' order: what
+    it passes to Qwen2.5-VL as the video fps (its ``second_per_grid_ts`` derive from it).
     ``timestamps`` are seconds from the first frame.
     """
 
@@ -218,17 +346,19 @@ def _sample(
     path: Path, index: _FrameIndex, policy: FramePolicy, deadline: float | None
 ) -> SampledFrames:
     duration_s = index.total / index.source_fps
-    indices = uniform_indices(index.total, policy.frame_count(index.total, duration_s))
+    indices = uniform_indices(index.total, _frame_count(path, policy, index.total, duration_s))
     seek = policy.decoder == "pyav-keyframe" and index.timestamps is not None
-    decoded = _decode_wanted(path, index, sorted(set(indices)), seek=seek, deadline=deadline)
-    shapes = {frame.shape for frame in decoded.values()}
+    convert = _FrameResizer(path, policy, len(indices))
+    decoded = _decode_wanted(path, index, sorted(set(indices)), seek=seek, deadline=deadline,
+                             convert=convert)
+    shapes = {source_shape for source_shape, _ in decoded.values()}
     if len(shapes) > 1:
         raise VideoUnreadableError(path, f"frame size changes within the video: {sorted(shapes)}")
     return SampledFrames(
-        frames=np.stack([decoded[i] for i in indices]),
+        frames=np.stack([decoded[i][1] for i in indices]),
         indices=tuple(indices),
         timestamps=tuple(index.seconds(i) for i in indices),
-        sample_fps=len(indices) * index.source_fps / index.total,
+        sample_fps=len(indices) / index.total * index.source_fps,
         source_fps=index.source_fps,
         total_frames=index.total,
     )
@@ -263,19 +393,46 @@ def load_frame_folder(
         if not image.resolve().is_relative_to(inside):
             raise VideoUnreadableError(image, "frame image links outside its folder; refused")
     total = len(images)
-    indices = uniform_indices(total, policy.frame_count(total, total / source_fps))
+    indices = uniform_indices(total, _frame_count(folder, policy, total, total / source_fps))
+    convert = _FrameResizer(folder, policy, len(indices))
     loaded = {i: _read_image(images[i]) for i in sorted(set(indices))}
     shapes = {image.shape for image in loaded.values()}
     if len(shapes) > 1:
         raise VideoUnreadableError(folder, f"frames differ in size: {sorted(shapes)}")
+    resized = {i: convert(image) for i, image in loaded.items()}
     return SampledFrames(
-        frames=np.stack([loaded[i] for i in indices]),
+        frames=np.stack([resized[i] for i in indices]),
         indices=tuple(indices),
         timestamps=tuple(i / source_fps for i in indices),
-        sample_fps=len(indices) * source_fps / total,
+        sample_fps=len(indices) / total * source_fps,
         source_fps=source_fps,
         total_frames=total,
     )
+
+
+def _frame_count(path: Path, policy: FramePolicy, total: int, duration_s: float) -> int:
+    try:
+        return policy.frame_count(total, duration_s)
+    except ValueError as error:
+        raise VideoEmptyError(path, str(error)) from error
+
+
+@dataclass(frozen=True)
+class _FrameResizer:
+    """Resizes each decoded frame as ``policy`` says (unchanged when the processor resizes)."""
+
+    path: Path
+    policy: FramePolicy
+    frame_count: int
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        try:
+            size = self.policy.resized_size(frame.shape[0], frame.shape[1], self.frame_count)
+        except ValueError as error:
+            raise VideoUnreadableError(self.path, str(error)) from error
+        if size is None:
+            return frame
+        return resize_frame(frame, size)
 
 
 def _natural_key(path: Path) -> list[tuple[int, int | str]]:
@@ -509,19 +666,33 @@ class _FrameWalker:
         return expected
 
 
+Converter = Callable[[np.ndarray], np.ndarray]
+"""What happens to each wanted frame right after it is decoded to RGB (e.g. a resize)."""
+Decoded = dict[int, tuple[tuple[int, ...], np.ndarray]]
+"""Display index -> (shape of the decoded RGB frame, converted frame)."""
+
+
 def _decode_wanted(
-    path: Path, index: _FrameIndex, wanted: list[int], *, seek: bool, deadline: float | None
-) -> dict[int, np.ndarray]:
-    """RGB arrays of the ``wanted`` display indices (sorted, unique)."""
+    path: Path,
+    index: _FrameIndex,
+    wanted: list[int],
+    *,
+    seek: bool,
+    deadline: float | None,
+    convert: Converter,
+) -> Decoded:
+    """The ``wanted`` display indices (sorted, unique), each converted right after decoding."""
     runs = _plan_runs(index, wanted) if seek else [wanted]
     groups = _balanced_groups(index, runs, min(len(runs), _usable_cores(), MAX_DECODE_WORKERS))
+
+    def decode(targets: list[int]) -> Decoded:
+        return _decode_targets(path, index, targets, seek=seek, deadline=deadline,
+                               convert=convert)
+
     if len(groups) == 1:
-        return _decode_targets(path, index, groups[0], seek=seek, deadline=deadline)
+        return decode(groups[0])
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        parts = pool.map(
-            lambda targets: _decode_targets(path, index, targets, seek=seek, deadline=deadline),
-            groups,
-        )
+        parts = pool.map(decode, groups)
         return {rank: frame for part in parts for rank, frame in part.items()}
 
 
@@ -557,23 +728,29 @@ def _usable_cores() -> int:
 
 
 def _decode_targets(
-    path: Path, index: _FrameIndex, wanted: list[int], *, seek: bool, deadline: float | None
-) -> dict[int, np.ndarray]:
+    path: Path,
+    index: _FrameIndex,
+    wanted: list[int],
+    *,
+    seek: bool,
+    deadline: float | None,
+    convert: Converter,
+) -> Decoded:
     """Decode the ``wanted`` display indices (sorted) with one container, in one pass."""
     walker = _FrameWalker(path, index, deadline)
-    decoded: dict[int, np.ndarray] = {}
+    decoded: Decoded = {}
     try:
         for target in wanted:
             keyframe = index.keyframe_before(target)
             seeked = seek and keyframe > walker.position + 1
             if seeked:
                 walker.seek_to_keyframe(keyframe)
-            if not _decode_until(walker, target, decoded, after_seek=seeked):
+            if not _decode_until(walker, target, decoded, convert, after_seek=seeked):
                 # The seek landed past the target (a demuxer that indexes by another
                 # timestamp than pts): decode from the start instead.
                 walker.close()
                 walker = _FrameWalker(path, index, deadline)
-                _decode_until(walker, target, decoded, after_seek=False)
+                _decode_until(walker, target, decoded, convert, after_seek=False)
             if target not in decoded:
                 raise VideoTruncatedError(path, f"frame {target} of {index.total} could not be "
                                                 f"decoded (last decoded: {walker.position})")
@@ -583,9 +760,9 @@ def _decode_targets(
 
 
 def _decode_until(
-    walker: _FrameWalker, target: int, decoded: dict[int, np.ndarray], *, after_seek: bool
+    walker: _FrameWalker, target: int, decoded: Decoded, convert: Converter, *, after_seek: bool
 ) -> bool:
-    """Decode on to display index ``target`` and keep it (converted to RGB) if it comes.
+    """Decode on to display index ``target`` and keep it (to RGB, then ``convert``) if it comes.
 
     Returns False, decoding nothing, if right after a seek the first frame is past ``target``.
     """
@@ -594,7 +771,8 @@ def _decode_until(
             return False
         after_seek = False
         if rank == target:
-            decoded[rank] = frame.to_ndarray(format="rgb24")
+            rgb = frame.to_ndarray(format="rgb24")
+            decoded[rank] = (rgb.shape, convert(rgb))
             return True
         if rank > target:
             return True

@@ -87,7 +87,7 @@ def test_render_report(data_root: Path) -> None:
     assert ("mvbench: video-r1 format, 10 records (expected 4,000), 8 media files -> PROBLEMS"
             in text)
     assert "  missing: 2\n    Evaluation/MVBench/missing.mp4" in text
-    assert "  path escapes the data root: 1" in text
+    assert "  path refused: 1" in text
     assert "videomme: ERROR" in text
 
 
