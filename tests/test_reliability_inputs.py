@@ -265,3 +265,89 @@ def test_annotate_input_of_invalid_text_or_deep_nesting_stops_naming_it(content,
                           "--judge-base-url", "http://127.0.0.1:9/v1", "--quiet"])
     error = capsys.readouterr().err
     assert code == 2 and str(path) in error and expected in error, error
+
+
+# -- path oddities: every command that reads paths ----------------------------------------------
+ODD_MEDIA = {  # record path -> what the item's error (or check-data's entry) must say
+    "loop": ("./Evaluation/MVBench/ssv2_video/loop_a.mp4", "symlink loop"),
+    "nul": ("./Evaluation/MVBench/ssv2_video/a\x00b.mp4", "NUL character"),
+    "long-name": ("./Evaluation/MVBench/ssv2_video/" + "n" * 5000 + ".mp4", "name too long"),
+}
+
+
+@pytest.fixture(scope="module")
+def odd_root(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Records whose media paths are a symlink loop, hold a NUL byte or a 5,000-character
+    name, one valid video whose name holds a newline, and one plain valid video."""
+    root = tmp_path_factory.mktemp("odd") / "root"
+    videos = root / "Evaluation" / "MVBench" / "ssv2_video"
+    videos.mkdir(parents=True)
+    (videos / "loop_a.mp4").symlink_to(videos / "loop_b.mp4")
+    (videos / "loop_b.mp4").symlink_to(videos / "loop_a.mp4")
+    write_video(videos / "new\nline.mp4", seconds=1, fps=8)
+    write_video(videos / "ok.mp4", seconds=1, fps=8)
+    paths = {name: path for name, (path, _) in ODD_MEDIA.items()}
+    paths["newline"] = "./Evaluation/MVBench/ssv2_video/new\nline.mp4"
+    paths["ok"] = "./Evaluation/MVBench/ssv2_video/ok.mp4"
+    ids = {name: str(index) for index, name in enumerate(paths, 1)}
+    records = [r1_record(int(ids[name]), path=path) for name, path in paths.items()]
+    (root / "eval_mvbench.json").write_text(json.dumps(records))
+    (root / "replay.jsonl").write_text("".join(replay_line(int(i)) + "\n" for i in ids.values()))
+    return {"root": root, "ids": ids}
+
+
+def test_odd_media_paths_are_each_items_error_for_the_model(odd_root, tmp_path):
+    output = tmp_path / "run"
+    assert main(["--model", "demo", "--tasks", "mvbench", "--data-root", str(odd_root["root"]),
+                 "--frames", "4", "--max-new-tokens", "4", "--quiet",
+                 "--output", str(output)]) == 0
+    samples = RunStore(output).load_samples("mvbench")
+    for name, (_, reason) in ODD_MEDIA.items():
+        error = samples[odd_root["ids"][name]]["error"]
+        assert error.startswith(f"mvbench/{odd_root['ids'][name]}: ") and reason in error, error
+    for name in ("newline", "ok"):
+        assert samples[odd_root["ids"][name]]["output"] is not None
+
+
+def test_odd_media_paths_do_not_stop_a_replay(odd_root, tmp_path):
+    output = tmp_path / "run"
+    assert main(["--model", f"replay:{odd_root['root'] / 'replay.jsonl'}", "--tasks", "mvbench",
+                 "--data-root", str(odd_root["root"]), "--quiet", "--output", str(output)]) == 0
+    assert len(RunStore(output).load_samples("mvbench")) == len(odd_root["ids"])
+
+
+def test_check_data_reports_each_odd_media_path_on_one_escaped_line(odd_root, capsys):
+    assert main(["check-data", "--tasks", "mvbench", "--data-root", str(odd_root["root"])]) == 1
+    report = capsys.readouterr().out
+    assert_printable(report)
+    for name, (_, reason) in ODD_MEDIA.items():
+        assert any(reason in line for line in report.split("\n")), (name, report)
+    assert "newline" not in report  # the valid video whose name holds a newline is fine
+
+
+def test_annotate_makes_each_odd_media_path_that_records_failure(odd_root, tmp_path,
+                                                                 monkeypatch):
+    from judge_server import FakeJudgeServer
+    from p2r_train.annotate import main as annotate_main
+
+    records = json.loads((odd_root["root"] / "eval_mvbench.json").read_text())
+    for record in records:
+        record["problem_id"] = str(record["problem_id"])
+    (tmp_path / "records.json").write_text(json.dumps(records))
+    output = tmp_path / "out"
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with FakeJudgeServer(api_key="test-key") as server:
+        assert annotate_main(["--input", str(tmp_path / "records.json"), "--media-root",
+                              str(odd_root["root"]), "--output", str(output), "--teacher",
+                              "demo", "--frames", "4", "--max-new-tokens", "4", "--judge",
+                              "openai", "--judge-base-url", server.openai_base_url,
+                              "--judge-model", "fake-judge-1", "--quiet"]) == 0
+    lines = (output / "dropped.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
+    dropped = {record["problem_id"]: record for record in map(json.loads, lines)}
+    for name, (_, reason) in ODD_MEDIA.items():
+        assert reason in json.dumps(dropped[odd_root["ids"][name]]), dropped
+
+
+def assert_printable(text: str) -> None:
+    raw = sorted({repr(char) for char in text if not char.isprintable() and char != "\n"})
+    assert not raw, f"raw control characters printed: {raw}"
