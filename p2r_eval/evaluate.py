@@ -328,10 +328,11 @@ def evaluate_task(
                 writer.write_error(item, error)
         writer.write_outputs(generated)
     bar.close()
+    # The score describes the samples file, not this process's memory of it: a file deleted
+    # or cut behind the run's back leaves the task incomplete (and resumable), never a score
+    # of items the file lacks.
+    finished = store.load_samples(loaded.name)
     verdicts = attribution_verdicts(items, finished, judge) if settings.attribute_errors else None
-    if verdicts is not None:
-        store.write_verdicts(loaded.name, {item_id: verdict.as_dict() if verdict else None
-                                           for item_id, verdict in verdicts.items()})
     if verdicts is not None:
         store.write_verdicts(loaded.name, {item_id: verdict.as_dict() if verdict else None
                                            for item_id, verdict in verdicts.items()})

@@ -6,7 +6,6 @@ Layout::
       results.json          settings, provenance and per-task scores (atomic rewrite)
       samples/<task>.jsonl  one line per finished item, appended, flushed and fsynced
       verdicts/<task>.json  the observation-sufficiency verdicts of --attribute-errors, by id
-      verdicts/<task>.json  the observation-sufficiency verdicts of --attribute-errors, by id
       .lock                 held by the run that writes the folder
 
 A crash can leave at most one half-written last line in a samples file; :meth:`RunStore.
@@ -20,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 SAMPLES_DIR = "samples"
 VERDICTS_DIR = "verdicts"
-VERDICTS_DIR = "verdicts"
 LOCK_FILE = ".lock"
 
 
@@ -47,6 +45,7 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._held: tuple[FileIdentity, FileIdentity] | None = None
 
     @property
     def results_path(self) -> Path:
@@ -67,9 +66,27 @@ class RunStore:
         except Timeout:
             raise self._busy() from None
         try:
+            self._held = (file_identity(self.root), file_identity(self.root / LOCK_FILE))
             yield self
         finally:
+            self._held = None
             lock.release()
+
+    def check_still_held(self) -> None:
+        """While :meth:`exclusive` holds the folder: refuse to write once the folder or its
+        lock was deleted or replaced. Writing on would re-create a folder that silently lacks
+        this run's earlier items, or write into a folder another run now owns."""
+        if self._held is None:
+            return
+        try:
+            current = (file_identity(self.root), file_identity(self.root / LOCK_FILE))
+        except OSError:
+            current = None
+        if current != self._held:
+            raise RunStoreError(
+                f"{self.root} was deleted or replaced while this run was writing it; stopped, "
+                "so that nothing is written to a folder that lacks this run's earlier items or "
+                "that another run now owns. Run the same command again to start over.")
 
     def check_free(self) -> None:
         """Refuse at once, as :meth:`exclusive` would, while another run holds the folder: a
@@ -98,6 +115,7 @@ class RunStore:
 
     def write_results(self, results: dict[str, Any]) -> None:
         """Atomically replace results.json (write a temporary file, fsync, rename)."""
+        self.check_still_held()
         self.root.mkdir(parents=True, exist_ok=True)
         temporary = self.results_path.with_suffix(".json.tmp")
         with temporary.open("w", encoding="utf-8") as handle:
@@ -132,34 +150,9 @@ class RunStore:
             raise RunStoreError(f"{path} is not valid JSON: {error}") from None
         return {key: value for key, value in verdicts.items() if isinstance(value, dict)}
 
-    def verdicts_path(self, task: str) -> Path:
-        return self.root / VERDICTS_DIR / f"{task}.json"
-
-    def write_verdicts(self, task: str, verdicts: dict[str, dict[str, Any] | None]) -> None:
-        """Atomically replace the task's observation-sufficiency verdicts (item id to the
-        verdict's fields, None where the judge gave none)."""
-        path = self.verdicts_path(task)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".json.tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(verdicts, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-
-    def read_verdicts(self, task: str) -> dict[str, dict[str, Any]]:
-        """The task's recorded sufficiency verdicts by item id (empty when none were asked)."""
-        path = self.verdicts_path(task)
-        if not path.exists():
-            return {}
-        try:
-            verdicts = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise RunStoreError(f"{path} is not valid JSON: {error}") from None
-        return {key: value for key, value in verdicts.items() if isinstance(value, dict)}
-
     def append_sample(self, task: str, record: dict[str, Any]) -> None:
         """Append one finished item and make it durable before returning."""
+        self.check_still_held()
         path = self.samples_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
         line = json_text(record) + "\n"
@@ -167,6 +160,19 @@ class RunStore:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+
+    def replace_samples(self, task: str, records: Iterable[dict[str, Any]]) -> None:
+        """Atomically replace the task's samples file with ``records`` (written to a temporary
+        file, fsynced, renamed): a crash leaves the old file or the new one, never a mix."""
+        self.check_still_held()
+        path = self.samples_path(task)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.writelines(json_text(record) + "\n" for record in records)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
 
     def load_samples(self, task: str, repair: bool = True) -> dict[str, dict[str, Any]]:
         """Finished items of ``task`` by id; a later line for the same id supersedes an earlier.
@@ -196,6 +202,15 @@ class RunStore:
                 raise RunStoreError(f"{path}, line {number}: a sample needs an 'id' field")
             samples[str(record["id"])] = record
         return samples
+
+
+FileIdentity = tuple[int, int]
+
+
+def file_identity(path: Path) -> FileIdentity:
+    """(device, inode) of ``path``: the same only while it is the same file or folder."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
 
 
 def jsonl_lines(text: str) -> list[str]:

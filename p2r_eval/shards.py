@@ -87,6 +87,7 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
     merged: dict[str, Any] = {**first, "settings": {**settings, "shard": None,
                                                       "merged_shards": count}, "tasks": {}}
     with store.exclusive(wait_s=MERGE_WAIT_S):
+        mark_unfinished(store)
         for name in first["tasks"]:
             loaded = load_task(name, data_root)
             items = limited(loaded.items, settings["limit"])
@@ -104,15 +105,20 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
     return merged
 
 
+def mark_unfinished(store: RunStore) -> None:
+    """Before a merge rewrites samples files: results.json no longer says finished, so a merge
+    killed half-way reads as unfinished (and is redone), never as finished with samples that
+    are partly another merge's."""
+    previous = store.read_results()
+    if previous and previous.get("finished_at"):
+        store.write_results({**previous, "finished_at": None})
+
+
 def write_samples_in_order(
     store: RunStore, task: str, items: Sequence[Item], samples: dict[str, dict[str, Any]]
 ) -> None:
-    """Rewrite ``samples/<task>.jsonl`` from scratch with one line per item, in item order."""
-    path = store.samples_path(task)
-    path.unlink(missing_ok=True)
-    for item in items:
-        if item.id in samples:
-            store.append_sample(task, samples[item.id])
+    """Replace ``samples/<task>.jsonl`` (atomically) with one line per item, in item order."""
+    store.replace_samples(task, (samples[item.id] for item in items if item.id in samples))
 
 
 def add_subcommands(subparsers: Any) -> None:

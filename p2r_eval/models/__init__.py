@@ -10,8 +10,10 @@ Specs:
   access.
 
 ``backend`` chooses what runs a model spec: ``hf`` (transformers, :mod:`p2r_eval.models.hf`,
-the default) or ``vllm`` (vLLM's in-process engine, :mod:`p2r_eval.models.vllm_backend`,
-imported only when asked for: vllm is the optional extra ``p2r[vllm]``). Both build the same
+the default), ``vllm`` (vLLM's in-process engine, :mod:`p2r_eval.models.vllm_backend`,
+imported only when asked for: vllm is the optional extra ``p2r[vllm]``) or ``openai`` (a model
+behind OpenAI-compatible servers, :mod:`p2r_eval.models.openai_backend`; the spec is then the
+served model's name, and ``endpoint`` says where the servers are). All build the same
 prompts from the same sampled frames. A replay spec needs no model, so ``backend`` does not
 apply to it. :mod:`p2r_eval.models.zoo` lists the recommended settings of the paper's models.
 """
@@ -22,11 +24,12 @@ import os
 import re
 from pathlib import Path
 
+from p2r_eval.endpoint import EndpointSettings
 from p2r_eval.models.base import Backend, BackendError, DecodingSettings, Request
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "DecodingSettings", "Request", "load_backend"]
 
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "vllm", "openai")
 REPLAY_PREFIX = "replay:"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SPEC_HELP = (
@@ -59,15 +62,19 @@ def load_backend(
     device: str | None = None,
     backend: str = "hf",
     tensor_parallel_size: int = 1,
+    endpoint: EndpointSettings | None = None,
 ) -> Backend:
     """The backend named by ``spec`` (see the module docs), run by ``backend``;
     :class:`BackendError` when ``spec`` or ``backend`` names nothing usable.
 
     ``device`` is the hf backend's torch device; ``tensor_parallel_size`` the number of GPUs
     the vllm backend shards the model over (vLLM places the model itself: choose the GPUs
-    with ``CUDA_VISIBLE_DEVICES``)."""
+    with ``CUDA_VISIBLE_DEVICES``); ``endpoint`` the servers of the openai backend."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if (backend == "openai") != (endpoint is not None):
+        raise BackendError("the openai backend, and only it, needs the servers' URLs "
+                           "(--backend openai with --base-url URL)")
     file = replay_file(spec)
     if file is not None:
         from p2r_eval.models.replay import ReplayBackend
@@ -75,6 +82,10 @@ def load_backend(
         if not file.is_file():
             raise BackendError(f"replay file {file} does not exist")
         return ReplayBackend(file, decoding=decoding)
+    if endpoint is not None:
+        from p2r_eval.models.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(spec, decoding=decoding, endpoint=endpoint, max_pixels=max_pixels)
     model_path = resolve_model(spec)
     if backend == "vllm":
         return load_vllm_backend(
