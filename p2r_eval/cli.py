@@ -92,8 +92,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "judge", "LLM judge for judge-graded items (VCR-Bench open answers, MMVU open-ended "
         "under --protocol official) and for --attribute-errors; without one those items are "
         "reported as not scored")
-    judge.add_argument("--judge", choices=("none", "anthropic", "openai", "local"),
-                       default="none", help="judge backend (anthropic reads ANTHROPIC_API_KEY)")
+    judge.add_argument("--judge", choices=("none", "anthropic", "openai", "local", "toy"),
+                       default="none", help="judge backend (anthropic reads ANTHROPIC_API_KEY; "
+                                            "toy: the toy suite's offline rule)")
     judge.add_argument("--judge-model", default=None,
                        help="judge model (anthropic default: a current Claude Sonnet; local: "
                             "a model folder)")

@@ -14,7 +14,7 @@ Bad media for error-path tests: :func:`write_zero_byte_file`, :func:`write_text_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -112,6 +112,7 @@ def write_video(
     count = round(seconds * fps)
     return _encode(
         Path(path),
+        draw=lambda index: render_frame(index, width, height, seed),
         timestamps=[Fraction(i, fps) for i in range(count)],
         rate=fps,
         time_base=Fraction(1, fps),
@@ -119,7 +120,6 @@ def write_video(
         height=height,
         gop=gop,
         b_frames=b_frames,
-        seed=seed,
         codec=codec or default_video_codec(),
         preset=preset,
         faststart=faststart,
@@ -148,6 +148,7 @@ def write_vfr_video(
     time_base = Fraction(1, 1000)
     return _encode(
         Path(path),
+        draw=lambda index: render_frame(index, width, height, seed),
         timestamps=[Fraction(ms, 1000) for ms in milliseconds],
         rate=30,
         time_base=time_base,
@@ -155,7 +156,30 @@ def write_vfr_video(
         height=height,
         gop=gop,
         b_frames=0,
-        seed=seed,
+        codec=codec or default_video_codec(),
+        preset="ultrafast",
+        faststart=False,
+    )
+
+
+def write_frames_video(
+    path: str | Path, frames: Sequence[np.ndarray], *, fps: int, codec: str | None = None
+) -> Path:
+    """Encode given uint8 RGB ``frames`` (all of one even size) at a constant ``fps``, with
+    the same deterministic encoder settings as :func:`write_video`."""
+    if not frames:
+        raise ValueError("write_frames_video needs at least one frame")
+    height, width = frames[0].shape[:2]
+    return _encode(
+        Path(path),
+        draw=lambda index: frames[index],
+        timestamps=[Fraction(i, fps) for i in range(len(frames))],
+        rate=fps,
+        time_base=Fraction(1, fps),
+        width=width,
+        height=height,
+        gop=len(frames),
+        b_frames=0,
         codec=codec or default_video_codec(),
         preset="ultrafast",
         faststart=False,
@@ -165,6 +189,7 @@ def write_vfr_video(
 def _encode(
     path: Path,
     *,
+    draw: Callable[[int], np.ndarray],
     timestamps: Sequence[Fraction],
     rate: int,
     time_base: Fraction,
@@ -172,7 +197,6 @@ def _encode(
     height: int,
     gop: int,
     b_frames: int,
-    seed: int,
     codec: str,
     preset: str,
     faststart: bool,
@@ -191,7 +215,7 @@ def _encode(
         else:
             stream.codec_context.qscale = 4
         for index, timestamp in enumerate(timestamps):
-            frame = av.VideoFrame.from_ndarray(render_frame(index, width, height, seed), "rgb24")
+            frame = av.VideoFrame.from_ndarray(draw(index), "rgb24")
             frame.pts, frame.time_base = int(timestamp / time_base), time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

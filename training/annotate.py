@@ -103,7 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge = parser.add_argument_group("step 3: observation sufficiency judge")
     judge.add_argument("--judge", default="anthropic",
                        help="judge backend: anthropic (default; key in ANTHROPIC_API_KEY), "
-                            "openai (any OpenAI-compatible server) or local (a model folder)")
+                            "openai (any OpenAI-compatible server), local (a model folder) "
+                            "or toy (the toy suite's offline rule)")
     judge.add_argument("--judge-model", default=None,
                        help="judge model (default: the backend's default)")
     judge.add_argument("--judge-base-url", default=None, help="API endpoint (proxy, vLLM)")

@@ -236,8 +236,9 @@ def _add_grpo_options(parser: argparse.ArgumentParser) -> None:
     ablation.add_argument("--no-length-reward", action=AblationSwitch,
                           help="drop both length rewards")
     judge = parser.add_argument_group("perception judge")
-    judge.add_argument("--judge", choices=("anthropic", "openai", "local"), default=None,
-                       help="judge backend for the perception reward")
+    judge.add_argument("--judge", choices=("anthropic", "openai", "local", "toy"), default=None,
+                       help="judge backend for the perception reward (toy: the toy suite's "
+                            "offline rule)")
     judge.add_argument("--judge-model", default=None)
     judge.add_argument("--judge-base-url", default=None)
     judge.add_argument("--judge-concurrency", type=int, default=16)

@@ -15,7 +15,7 @@ from p2r_eval.judge.cache import ReplyCache
 from p2r_eval.judge.core import DEFAULT_MAX_TOKENS, Judge
 from p2r_eval.retry import RetryPolicy
 
-BACKENDS = ("anthropic", "openai", "local")
+BACKENDS = ("anthropic", "openai", "local", "toy")
 DEFAULT_TIMEOUT_S = 120.0
 
 
@@ -39,7 +39,8 @@ def make_judge(
     current Claude Sonnet; ``base_url`` or ``ANTHROPIC_BASE_URL`` for a proxy), ``"openai"``
     (any OpenAI-compatible server at ``base_url`` or ``OPENAI_BASE_URL``; key from
     ``OPENAI_API_KEY`` if set; ``model`` defaults to the first model the server lists) or
-    ``"local"`` (``model`` is a local folder loaded with transformers on ``device``).
+    ``"local"`` (``model`` is a local folder loaded with transformers on ``device``) or
+    ``"toy"`` (the toy suite's rule, :mod:`p2r_eval.judge.toy_backend`; no model, offline).
     ``cache_dir`` holds the reply cache (``None``: no cache). ``check_endpoint`` reaches the
     API once (a model listing, no tokens) to prove the endpoint and key work.
     ``retry_policy`` sets backoff delays; ``max_retries`` always wins over its count.
@@ -54,6 +55,8 @@ def make_judge(
         judge_backend = _openai(model, base_url, timeout_s, check_endpoint)
     elif backend == "local":
         judge_backend = _local(model, base_url, device)
+    elif backend == "toy":
+        judge_backend = _toy(model, base_url)
     else:
         raise JudgeConfigError(f"unknown judge backend {backend!r}; choose one of {BACKENDS}")
     return Judge(
@@ -113,3 +116,11 @@ def _local(model: str | None, base_url: str | None, device: str):
     if base_url:
         raise JudgeConfigError("the local judge loads a folder; base_url does not apply")
     return LocalBackend(Path(model).expanduser(), device=device)
+
+
+def _toy(model: str | None, base_url: str | None):
+    from p2r_eval.judge.toy_backend import ToyJudgeBackend
+
+    if model or base_url:
+        raise JudgeConfigError("the toy judge is a rule: it takes no model and no base_url")
+    return ToyJudgeBackend()

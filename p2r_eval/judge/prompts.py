@@ -169,3 +169,15 @@ def grade_prompt(question: str, reference: str, prediction: str) -> JudgePrompt:
         system=GRADE_SYSTEM,
         user=GRADE_USER.format(blocks=blocks),
     )
+
+
+_DATA_BLOCK = re.compile(r"<([a-z_]+)>\n(.*?)\n</\1>", re.DOTALL)
+
+
+def read_data_blocks(user: str) -> dict[str, str]:
+    """The data blocks of a prompt's user turn, unescaped: the inverse of :func:`data_block`
+    (for rule-based judges, which read the same prompt an LLM judge reads)."""
+    return {
+        name: text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        for name, text in _DATA_BLOCK.findall(user)
+    }

@@ -20,6 +20,7 @@ PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
     "claude-sonnet-4-6": (3.0, 15.0),
     "claude-sonnet-4-5": (3.0, 15.0),
     "claude-haiku-4-5": (1.0, 5.0),
+    "toy-rules": (0.0, 0.0),  # the toy suite's rule judge (p2r_eval.judge.toy_backend): free
 }
 BATCH_PRICE_FACTOR = 0.5
 
