@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from judge_server import FakeJudgeServer
+from p2r_train.advantages import group_normalize
 from p2r_train.collate import RolloutCollator
 from p2r_train.data import rl_rows, to_dataset
 from p2r_train.pa_grpo import PAGRPOTrainer, design_advantages
@@ -25,9 +26,10 @@ from training_support import (
 from p2r_eval.media import RequestBuilder
 
 PA_METRICS = ("rewards/perception/mean", "rewards/reasoning/mean", "collapse/perception",
-              "collapse/reasoning", "collapse/total", "think_answer_mismatch",
-              "tokens/perception", "tokens/reasoning", "judge/failures",
-              "rewards/perception_accuracy/mean", "rewards/reasoning_accuracy/mean")
+              "collapse/reasoning", "collapse/total", "tokens/perception", "tokens/reasoning",
+              "judge/failures", "rewards/perception_accuracy/mean",
+              "rewards/reasoning_accuracy/mean", "reward_std/perception",
+              "reward_std/reasoning", "frac_reward_zero_std")
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +93,13 @@ def test_two_steps_with_video(model_dir, rows, tmp_path, server, design):
     assert trainer.state.global_step == 2
     logged = trainer.state.log_history[0]
     expected = PA_METRICS if pa else ("rewards/accuracy/mean", "collapse/total",
-                                      "think_answer_mismatch", "tokens/perception")
+                                      "tokens/perception", "reward_std", "frac_reward_zero_std")
     assert all(key in logged for key in expected), sorted(logged)
+    assert ("reward_std" in logged) is not pa  # PA-GRPO normalises two rewards, not their sum
+    # the random model writes no think and answer to compare: no mismatch rate, never None
+    for entry in trainer.state.log_history:
+        assert "think_answer_mismatch" not in entry
+        assert [key for key, value in entry.items() if value is None] == []
     # 4 completions of 2 prompts a step: every encoder call sees at most the 2 distinct videos
     assert calls.videos and max(calls.videos) == 2
 
@@ -179,6 +186,66 @@ def test_pa_grpo_batch_carries_per_token_advantages(model_dir, rows, tmp_path, s
     mask = inputs["completion_mask"].float()
     expected = -((per_token * mask).sum(1) / mask.sum(1)).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# perception totals 2.2, 1 | 2, 1 and reasoning totals 2, 1 | 1, 2: the second group's summed
+# reward is constant (TRL: advantage 0) while both of its processes vary
+MIXED_REWARDS = torch.tensor([[1, 1, 0.2, 1, 1, 0], [0, 1, 0, 0, 1, 0],
+                              [1, 1, 0, 0, 1, 0], [0, 1, 0, 1, 1, 0]])
+MIXED_SPLITS = [ProcessSplit.leading(3, 12), ProcessSplit.leading(0, 12),
+                ProcessSplit.leading(5, 12), ProcessSplit.leading(12, 12)]
+
+
+def log_advantages_of(trainer, rewards, splits):
+    """What the trainer logs for a batch with these rewards, after TRL's values."""
+    metrics = trainer._metrics["train"]
+    metrics.clear()
+    metrics["reward_std"].append(-1.0)  # TRL's, of the summed reward
+    metrics["frac_reward_zero_std"].append(-1.0)
+    trainer._logs["advantages"].extend([-1.0] * len(splits))
+    trainer.reward_table.splits = splits
+    trainer._gathered_rewards = rewards
+    trainer._log_advantages(trainer._gathered_lengths())
+    return metrics
+
+
+def test_logged_spread_and_advantages_are_those_used(model_dir, rows, tmp_path, server):
+    trainer = make_trainer(model_dir, rows, tmp_path / "logs", design=RewardDesign(),
+                           judge=fake_server_judge(server))
+    first_batch(trainer)
+    metrics = log_advantages_of(trainer, MIXED_REWARDS, MIXED_SPLITS)
+    perception, reasoning = torch.tensor([2.2, 1, 2, 1]), torch.tensor([2.0, 1, 1, 2])
+    assert "reward_std" not in metrics
+    assert metrics["reward_std/perception"] == [pytest.approx(perception.std().item())]
+    assert metrics["reward_std/reasoning"] == [pytest.approx(reasoning.std().item())]
+    assert metrics["frac_reward_zero_std"] == [0.0]  # TRL's summed reward says 0.5
+    used = trainer._advantages(12)  # every completion has 12 tokens
+    logged = list(trainer._logs["advantages"])[-4:]
+    assert logged == pytest.approx(used.mean(dim=1).tolist())
+    assert logged[2] != 0 and logged[3] != 0
+    for name, values in (("perception", perception), ("reasoning", reasoning)):
+        column = list(trainer._logs["extra"][f"advantage/{name}"])[-4:]
+        assert column == pytest.approx(group_normalize(values, 2).tolist())
+    assert used[0, 0].item() == pytest.approx(group_normalize(perception, 2)[0].item())
+
+
+def test_full_collapse_is_warned_about(model_dir, rows, tmp_path, caplog):
+    trainer = make_trainer(model_dir, rows, tmp_path / "collapse")
+    with caplog.at_level("WARNING", logger="p2r_train.pa_grpo"):
+        first_batch(trainer)  # the random model: no completion earns any reward
+    assert {value for column in trainer.reward_table.columns.values() for value in column} == {0}
+    assert "100% advantage collapse" in caplog.text
+    caplog.clear()
+    splits = [ProcessSplit.leading(0, 12)] * 4
+    with caplog.at_level("WARNING", logger="p2r_train.pa_grpo"):
+        metrics = log_advantages_of(trainer, torch.tensor([[1.0, 0, 0], [0, 0, 0]] * 2), splits)
+    assert metrics["frac_reward_zero_std"] == [0.0] and not caplog.records
+    # accuracy 1 and format 1: each group's two completions get the same reward
+    with caplog.at_level("WARNING", logger="p2r_train.pa_grpo"):
+        metrics = log_advantages_of(trainer, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]] * 2),
+                                    splits)
+    assert metrics["frac_reward_zero_std"] == [1.0] and metrics["reward_std"] == [0.0]
+    assert "100% advantage collapse" in caplog.text and "gradient is zero" in caplog.text
 
 
 def test_resume_from_a_checkpoint(model_dir, rows, tmp_path):

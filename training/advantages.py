@@ -19,7 +19,7 @@ SCALINGS = ("group", "batch", "none")
 EPSILON = 1e-4
 
 
-def _nanstd(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
+def nanstd(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Bessel-corrected standard deviation along ``dim`` ignoring NaNs; NaN where fewer
     than two values."""
     mean = torch.nanmean(values, dim=dim, keepdim=True)
@@ -43,9 +43,9 @@ def group_normalize(rewards: torch.Tensor, group_size: int, *, scale: str = "gro
     grouped = rewards.float().view(-1, group_size)
     centred = grouped - torch.nanmean(grouped, dim=1, keepdim=True)
     if scale == "group":
-        centred = centred / (_nanstd(grouped)[:, None] + eps)
+        centred = centred / (nanstd(grouped)[:, None] + eps)
     elif scale == "batch":
-        centred = centred / (_nanstd(rewards.float()) + eps)
+        centred = centred / (nanstd(rewards.float()) + eps)
     return torch.nan_to_num(centred.reshape(-1), nan=0.0)
 
 
@@ -53,7 +53,7 @@ def collapsed_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """(N / group_size,) bool: groups whose (non-NaN) rewards are all equal, so every
     advantage in them is 0 and the group teaches nothing (advantage collapse)."""
     grouped = rewards.float().view(-1, group_size)
-    spread = torch.nan_to_num(_nanstd(grouped), nan=0.0)
+    spread = torch.nan_to_num(nanstd(grouped), nan=0.0)
     return torch.isclose(spread, torch.zeros_like(spread))
 
 

@@ -31,22 +31,32 @@ Resume
     mapping; only complete checkpoints taken).
 
 Metrics, per logging step: each process's reward mean, the advantage-collapse fraction per
-process (groups whose rewards are all equal), the think-answer mismatch rate, the perception
-and reasoning token counts, judge failures.
+process (groups whose rewards are all equal), the think-answer mismatch rate (when some
+completion had a think and an answer to compare), the perception and reasoning token counts,
+judge failures. TRL's ``reward_std``, ``frac_reward_zero_std`` and completions-table
+advantages are replaced by those of the advantages actually used (:func:`spread_metrics`),
+and a step whose groups all collapsed (zero policy gradient) is warned about.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import trl
-from p2r_train.advantages import collapsed_groups, group_normalize, process_advantages
+from p2r_train.advantages import (
+    collapsed_groups,
+    group_normalize,
+    nanstd,
+    process_advantages,
+)
 from p2r_train.checkpoints import ResumesThroughFromPretrained, resume_target
 from p2r_train.collate import RolloutCollator, VisualInput, training_processor
 from p2r_train.data import default_media_root, read_records, rl_rows, to_dataset
@@ -78,6 +88,8 @@ from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.models.hf import StopTokens, decode_output
 from p2r_eval.video import FramePolicy
+
+logger = logging.getLogger(__name__)
 
 TESTED_TRL = (1, 16)  # the minor version whose private GRPOTrainer methods are overridden here
 OVERRIDDEN_TRL_METHODS = (
@@ -212,7 +224,9 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
             output = super()._generate_and_score_completions(inputs)
         output["visuals"] = visuals
         output["advantages"] = self._advantages(output["completion_ids"].shape[1])
-        self._log_process_metrics()
+        lengths = self._gathered_lengths()
+        self._log_process_metrics(lengths)
+        self._log_advantages(lengths)
         return output
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict]:
@@ -346,7 +360,39 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         return advantages[self._local_rows()]
 
     # -- metrics ------------------------------------------------------------------------------
-    def _log_process_metrics(self) -> None:
+    def _gathered_lengths(self) -> torch.Tensor:
+        """(N, 2) perception and reasoning token counts of the whole (gathered) batch."""
+        lengths = torch.tensor([[s.perception_tokens, s.reasoning_tokens]
+                                for s in self.reward_table.splits],
+                               dtype=torch.float32, device=self.accelerator.device)
+        return self.accelerator.gather(lengths)
+
+    def _log_advantages(self, lengths: torch.Tensor) -> None:
+        """Replace what TRL logged about its own advantages (of the summed reward) by the
+        advantages this design trains with: ``reward_std`` (per process for PA-GRPO),
+        ``frac_reward_zero_std``, and the completions table's advantages (for PA-GRPO each
+        completion's mean over its tokens, with both process advantages as columns). Warn
+        when every group collapsed: every advantage is 0, so the policy gradient is too."""
+        mode = "train" if self.model.training else "eval"
+        metrics = self._metrics[mode]
+        for key in ("reward_std", "frac_reward_zero_std"):
+            _drop_last(metrics, key)
+        spread = spread_metrics(self._gathered_rewards, self.design, self._group_size())
+        for key, value in spread.items():
+            metrics[key].append(value)
+        if mode == "train" and spread["frac_reward_zero_std"] == 1.0:
+            logger.warning(
+                "step %d: every group's completions got equal rewards (100%% advantage "
+                "collapse): all advantages are 0 and the policy gradient is zero (only the KL "
+                "term, if any, moves the model)", self.state.global_step + 1)
+        advantages = process_advantage_values(self._gathered_rewards, self.design,
+                                              self._group_size(), scale=self.scale_rewards)
+        _replace_tail(self._logs["advantages"], mean_advantages(advantages, lengths).tolist())
+        if len(advantages) > 1:
+            for name, values in advantages.items():
+                self._logs["extra"][f"advantage/{name}"].extend(values.tolist())
+
+    def _log_process_metrics(self, lengths: torch.Tensor) -> None:
         mode = "train" if self.model.training else "eval"
         metrics = self._metrics[mode]
         group_size = self._group_size()
@@ -355,19 +401,15 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         if not self.design.process_agnostic:
             perception, reasoning = process_rewards(self._gathered_rewards, self.design)
             for name, values in (("perception", perception), ("reasoning", reasoning)):
-                metrics[f"rewards/{name}/mean"].append(_nanmean(values))
+                _append_known(metrics, f"rewards/{name}/mean", _nanmean(values))
                 metrics[f"collapse/{name}"].append(
                     collapsed_groups(values, group_size).float().mean().item())
-        table = self.reward_table
-        device = self.accelerator.device
-        lengths = torch.tensor([[s.perception_tokens, s.reasoning_tokens] for s in table.splits],
-                               dtype=torch.float32, device=device)
-        lengths = self.accelerator.gather(lengths)
         metrics["tokens/perception"].append(lengths[:, 0].mean().item())
         metrics["tokens/reasoning"].append(lengths[:, 1].mean().item())
+        device = self.accelerator.device
         mismatch = self.accelerator.gather(self._mismatch_counts().to(device)).view(-1, 2).sum(0)
-        metrics["think_answer_mismatch"].append(
-            (mismatch[0] / mismatch[1]).item() if mismatch[1] > 0 else math.nan)
+        if mismatch[1] > 0:  # else no completion had a think and an answer to compare
+            metrics["think_answer_mismatch"].append((mismatch[0] / mismatch[1]).item())
         if self.perception_judge is not None:
             metrics["judge/failures"].append(float(self.perception_judge.failures))
 
@@ -386,6 +428,29 @@ def _nanmean(values: torch.Tensor) -> float:
     return torch.nanmean(values.float()).item()
 
 
+def _append_known(metrics: dict[str, list[float]], key: str, value: float) -> None:
+    """Log ``value`` unless it is NaN (nothing to measure this step): TRL would log None,
+    and loggers such as TensorBoard warn about it at every step."""
+    if not math.isnan(value):
+        metrics[key].append(value)
+
+
+def _drop_last(metrics: dict[str, list[float]], key: str) -> None:
+    """Remove the value TRL just logged under ``key`` (and the key once it holds none)."""
+    values = metrics.get(key)
+    if values:
+        values.pop()
+    if key in metrics and not metrics[key]:
+        del metrics[key]
+
+
+def _replace_tail(logged: deque, values: list[float]) -> None:
+    """Replace the last ``len(values)`` entries of ``logged`` (TRL's completions log)."""
+    for _ in range(min(len(values), len(logged))):
+        logged.pop()
+    logged.extend(values)
+
+
 def process_rewards(rewards: torch.Tensor, design: RewardDesign
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Perception and reasoning totals (N,) of a reward matrix (N, components)."""
@@ -398,6 +463,49 @@ def total_reward(rewards: torch.Tensor, design: RewardDesign) -> torch.Tensor:
     """The single reward (N,) of the process-agnostic and no-separation designs."""
     names = list(design.components)
     return weighted_sum(rewards, names, names, design)
+
+
+def normalised_rewards(rewards: torch.Tensor, design: RewardDesign) -> dict[str, torch.Tensor]:
+    """The rewards (N,) that ``design`` normalises into advantages, by name: ``perception``
+    and ``reasoning`` for PA-GRPO, one ``total`` for the other designs."""
+    if design.per_token_advantages:
+        perception, reasoning = process_rewards(rewards, design)
+        return {"perception": perception, "reasoning": reasoning}
+    return {"total": total_reward(rewards, design)}
+
+
+def process_advantage_values(rewards: torch.Tensor, design: RewardDesign, group_size: int, *,
+                             scale: str = "group") -> dict[str, torch.Tensor]:
+    """Each normalised reward's advantages (N,), by the names of :func:`normalised_rewards`."""
+    return {name: group_normalize(values, group_size, scale=scale)
+            for name, values in normalised_rewards(rewards, design).items()}
+
+
+def spread_metrics(rewards: torch.Tensor, design: RewardDesign, group_size: int
+                   ) -> dict[str, float]:
+    """TRL's ``reward_std`` and ``frac_reward_zero_std``, of the rewards ``design`` trains
+    with: the batch std of each normalised reward (``reward_std/perception`` and
+    ``reward_std/reasoning`` for PA-GRPO), and the share of groups in which each of them is
+    constant, so that every advantage of the group is 0."""
+    normalised = normalised_rewards(rewards, design)
+    metrics = {("reward_std" if name == "total" else f"reward_std/{name}"):
+               torch.nan_to_num(nanstd(values.float()), nan=0.0).item()
+               for name, values in normalised.items()}
+    collapsed = torch.stack([collapsed_groups(values, group_size)
+                             for values in normalised.values()]).all(dim=0)
+    metrics["frac_reward_zero_std"] = collapsed.float().mean().item()
+    return metrics
+
+
+def mean_advantages(advantages: dict[str, torch.Tensor], lengths: torch.Tensor
+                    ) -> torch.Tensor:
+    """(N,) each completion's advantage averaged over its tokens: the one advantage of a
+    single-reward design; for PA-GRPO the perception and reasoning advantages weighted by
+    the completion's perception and reasoning token counts (``lengths``, (N, 2))."""
+    if "total" in advantages:
+        return advantages["total"]
+    weighted = advantages["perception"] * lengths[:, 0] + advantages["reasoning"] * lengths[:, 1]
+    return weighted / lengths.sum(dim=1).clamp(min=1)
 
 
 def design_advantages(rewards: torch.Tensor, design: RewardDesign,

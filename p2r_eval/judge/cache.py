@@ -66,15 +66,16 @@ class CachedReply:
 
 
 class ReplyCache:
-    """The cache in ``directory`` (created if needed)."""
+    """The cache in ``directory`` (created if needed), in the file ``file_name`` there (the
+    served-model backend keeps its replies in a file of its own)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, file_name: str = CACHE_FILE_NAME) -> None:
         directory = Path(directory)
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OSError(f"cannot create judge cache directory {directory}: {error}") from error
-        self.path = directory / CACHE_FILE_NAME
+        self.path = directory / file_name
         self._enable_write_ahead_log()
         with self._connection() as connection:
             connection.execute(_SCHEMA)

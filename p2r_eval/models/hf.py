@@ -6,9 +6,11 @@ suppress come from the checkpoint's configs, never from branches on model names.
 
 Decisions that affect outputs:
 
-- Video frames arrive already sampled (:func:`p2r_eval.video.sample_frames`); the video
-  processor is told not to sample again (``do_sample_frames=False``) and gets each video's
-  metadata, so models with temporal position ids (Qwen2.5-VL) see the real frame rate.
+- Video frames arrive already sampled (:func:`p2r_eval.video.sample_frames`), and under a
+  named input policy already resized (:mod:`p2r_eval.input_policies`; the processor's cap is
+  then at least their size, so it resizes no further); the video processor is told not to
+  sample again (``do_sample_frames=False``) and gets each video's metadata, so models with
+  temporal position ids (Qwen2.5-VL) see the real frame rate.
 - Decoding is determined by :class:`DecodingSettings`: the checkpoint's own defaults that
   would change it (e.g. Qwen2.5-VL's ``repetition_penalty=1.05``, a ``top_k``, beams) are
   overridden, so that what the results file records is what ran.
@@ -26,6 +28,7 @@ is one left-padded generate call under ``torch.inference_mode``. CPU runs stay f
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import typing
@@ -284,6 +287,20 @@ class StopTokens:
                 kept.append(token_id)
         return kept
 
+    def ended(self, token_ids: Sequence[int]) -> bool:
+        """True when the output stopped at an end token (not at the token limit)."""
+        return any(token_id in self.end for token_id in token_ids)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One output with its token counts (the end token, when generated, counts as one)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    stopped: bool
+
 
 def as_id_set(value: int | Sequence[int] | None) -> set[int]:
     if value is None:
@@ -336,10 +353,12 @@ class HFBackend:
         dtype: str = "auto",
         attn_implementation: str | None = None,
         max_pixels: int | None = None,
+        save_inputs: Path | None = None,
     ) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.model_path = str(model_path)
+        self.save_inputs = save_inputs
         self._decoding = decoding
         self.device = device or default_device()
         self.torch_dtype = resolve_dtype(dtype, self.device)
@@ -395,7 +414,12 @@ class HFBackend:
         return kwargs
 
     def model_inputs(self, requests: Sequence[Request]) -> Any:
-        """One left-padded batch of processor outputs for ``requests``."""
+        """:meth:`processor_outputs` on the model's device, floats in the model's dtype."""
+        return self.processor_outputs(requests).to(self.model.device, dtype=self.model.dtype)
+
+    def processor_outputs(self, requests: Sequence[Request]) -> Any:
+        """One left-padded batch of processor outputs for ``requests``, as the processor
+        returns them."""
         for request in requests:
             check_media(request)
         texts = [prompt_text(self.processor, request) for request in requests]
@@ -408,29 +432,61 @@ class HFBackend:
             media["videos"] = videos
             media["video_metadata"] = [video_metadata(r) for r in requests if r.frames is not None]
             media["do_sample_frames"] = False
-        inputs = self.processor(
+        return self.processor(
             text=texts, padding=True, padding_side="left", return_tensors="pt", **media
         )
-        return inputs.to(self.model.device, dtype=self.model.dtype)
+
+    def save_model_inputs(self, requests: Sequence[Request], outputs: Any) -> None:
+        """Write each request's processor outputs under ``save_inputs`` (a request of a batch
+        is processed again alone: the same tensors without the batch's left padding)."""
+        from p2r_eval.saved_inputs import save_model_inputs
+
+        assert self.save_inputs is not None
+        for request in requests:
+            alone = outputs if len(requests) == 1 else self.processor_outputs([request])
+            save_model_inputs(self.save_inputs, request.task, request.item_id, alone)
+
+    def with_decoding(self, decoding: DecodingSettings) -> HFBackend:
+        """This backend (the same loaded model) generating with other decoding settings."""
+        other = copy.copy(self)
+        other._decoding = decoding
+        return other
 
     def generate(self, requests: Sequence[Request]) -> list[str]:
         """One output per request, in order; one generate call per stackable group."""
-        outputs: dict[int, str] = {}
+        return [generation.text for generation in self.generate_counted(requests)]
+
+    def generate_counted(self, requests: Sequence[Request]) -> list[Generation]:
+        """:meth:`generate` with each output's token counts."""
+        outputs: dict[int, Generation] = {}
         for group in stackable_groups(requests, stacks_videos(self.processor)):
-            texts = self.generate_batch([requests[index] for index in group])
-            outputs.update(zip(group, texts, strict=True))
+            generations = self.generate_batch([requests[index] for index in group])
+            outputs.update(zip(group, generations, strict=True))
         return [outputs[index] for index in range(len(requests))]
 
-    def generate_batch(self, requests: Sequence[Request]) -> list[str]:
+    def generate_batch(self, requests: Sequence[Request]) -> list[Generation]:
         """The outputs of one left-padded generate call over ``requests``."""
-        inputs = self.model_inputs(requests)
+        outputs = self.processor_outputs(requests)
+        if self.save_inputs is not None:
+            self.save_model_inputs(requests, outputs)
+        inputs = outputs.to(self.model.device, dtype=self.model.dtype)
         if self._decoding.do_sample:
             torch.manual_seed(self._decoding.seed)
         with torch.inference_mode():
             sequences = self.model.generate(**inputs, **self.generation_kwargs())
         new_tokens = sequences[:, inputs["input_ids"].shape[1]:].tolist()
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         tokenizer = self.processor.tokenizer
-        return [decode_output(tokenizer, ids, self.stop_tokens) for ids in new_tokens]
+        stops = self.stop_tokens
+        return [
+            Generation(
+                text=decode_output(tokenizer, ids, stops),
+                prompt_tokens=int(prompt_length),
+                completion_tokens=len(stops.trim(ids)) + int(stops.ended(ids)),
+                stopped=stops.ended(ids),
+            )
+            for ids, prompt_length in zip(new_tokens, prompt_lengths, strict=True)
+        ]
 
     @cached_property
     def _checkpoint_hashes(self) -> dict[str, str]:
