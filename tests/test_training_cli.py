@@ -101,3 +101,17 @@ def test_pa_grpo_run_then_plot(tmp_path_factory, data_file, tmp_path, monkeypatc
 def test_plot_needs_a_trainer_state(tmp_path):
     with pytest.raises(NoTrainingLogError, match="no trainer_state.json"):
         plot_training_dynamics(tmp_path)
+
+
+def test_dynamics_plot_has_whole_steps():
+    import matplotlib.pyplot as plt
+    from p2r_train.dynamics import dynamics_figure
+
+    entries = [{"step": step, "loss": 1.0 / step, "tokens/perception": 3.0} for step in (1, 2, 3)]
+    figure = dynamics_figure(entries, "three steps")
+    axis = figure.axes[-1]
+    low, high = axis.get_xlim()
+    ticks = [tick for tick in axis.get_xticks() if low <= tick <= high]
+    plt.close(figure)
+    assert len(figure.axes) == 2 and ticks
+    assert all(float(tick).is_integer() for tick in ticks), ticks

@@ -56,30 +56,40 @@ def series(entries: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
     return [p[0] for p in points], [float(p[1]) for p in points]
 
 
-def plot_training_dynamics(run_dir: Path, output: Path | None = None) -> Path:
-    """Draw the panels the run has data for into a PNG (default ``run_dir/dynamics.png``)."""
+def dynamics_figure(entries: list[dict[str, Any]], title: str) -> Any:
+    """A matplotlib figure with one panel per group of metrics logged in ``entries``,
+    against whole steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    run_dir = Path(run_dir)
-    entries = log_history(run_dir)
-    panels = [(title, keys) for title, keys in PANELS
+    panels = [(name, keys) for name, keys in PANELS
               if any(series(entries, key)[0] for key in keys)]
     figure, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True,
                                 squeeze=False)
-    for axis, (title, keys) in zip(axes[:, 0], panels, strict=True):
+    for axis, (name, keys) in zip(axes[:, 0], panels, strict=True):
         for key in keys:
             steps, values = series(entries, key)
             if steps:
                 axis.plot(steps, values, marker="o", markersize=3, label=key)
-        axis.set_title(title, fontsize=10)
+        axis.set_title(name, fontsize=10)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="best")
     axes[-1, 0].set_xlabel("step")
-    figure.suptitle(f"training dynamics: {run_dir.name}", fontsize=11)
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    figure.suptitle(title, fontsize=11)
     figure.tight_layout()
+    return figure
+
+
+def plot_training_dynamics(run_dir: Path, output: Path | None = None) -> Path:
+    """Draw the panels the run has data for into a PNG (default ``run_dir/dynamics.png``)."""
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    figure = dynamics_figure(log_history(run_dir), f"training dynamics: {run_dir.name}")
     output = Path(output) if output is not None else run_dir / "dynamics.png"
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=110)
