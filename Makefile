@@ -2,7 +2,7 @@
 PYTHON_ENV := .venv
 BIN := $(PYTHON_ENV)/bin
 
-.PHONY: setup setup-lmms demo test lint
+.PHONY: setup setup-lmms demo test lint lock
 
 setup:
 	bash scripts/setup_env.sh
@@ -19,3 +19,7 @@ test: setup setup-lmms
 
 lint: setup
 	$(BIN)/ruff check p2r_eval training tests perf env
+
+# Refresh requirements/*.lock after changing dependencies (scripts/lock.sh says how).
+lock: setup
+	bash scripts/lock.sh
