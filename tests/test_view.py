@@ -5,6 +5,7 @@ for error attribution by the local fake judge server through the real openai SDK
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from p2r_eval.cli import main
 from p2r_eval.media import sample_media
+from p2r_eval.models.demo import ensure_demo_model
 from p2r_eval.runstore import RunStore
 from p2r_eval.tasks import load_task
 from p2r_eval.view.runs import recorded_frame_policy
@@ -241,3 +243,51 @@ def test_bad_card_names_the_sample(judged_run, tmp_path, capsys):
     assert code == 2
     assert "mvbench has no sample 'no-such-id'" in capsys.readouterr().err
 
+
+
+@pytest.mark.slow
+def test_a_training_run_shows_its_plots_and_each_checkpoints_run(tmp_path, page):
+    from p2r_train.dynamics import plot_training_dynamics
+
+    run_dir = tmp_path / "train"
+    for step in (1, 2):
+        checkpoint = run_dir / f"checkpoint-{step}"
+        shutil.copytree(ensure_demo_model(), checkpoint)
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (run_dir / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"step": 1, "loss": 2.0, "learning_rate": 1e-5}, {"step": 2, "loss": 1.5,
+                                                          "learning_rate": 1e-5}]}))
+    plot_training_dynamics(run_dir)
+    assert main(["--model", str(run_dir), "--tasks", "mvbench", "--limit", "1", "--frames", "4",
+                 "--max-new-tokens", "4", "--quiet"]) == 0
+    site = tmp_path / "site"
+    assert main(["view", str(run_dir), "--output", str(site), "--no-frames"]) == 0
+    (training_page,) = (site / "training").glob("*/index.html")
+    page.goto(training_page.as_uri())
+    for plot in ("dynamics.png", "scores_by_step.png"):
+        image = page.locator(f"img[src='{plot}']")
+        assert image.evaluate("(img) => img.complete && img.naturalWidth") > 100
+    links = page.locator("#checkpoints tbody a")
+    assert links.all_inner_texts() == ["step 1", "step 2"]
+    links.nth(1).click()
+    step_two = json.loads((run_dir / "eval" / "checkpoint-2" / "results.json").read_text())
+    assert page.locator("h1").inner_text() == step_two["model"]["name"]
+    assert page.errors == []
+
+
+def test_serve_serves_the_site_on_localhost(judged_run, tmp_path):
+    import urllib.request
+
+    site = tmp_path / "site"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "p2r_eval.cli", "view", str(judged_run), "--output", str(site),
+         "--no-frames", "--serve", "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [server.stdout.readline(), server.stdout.readline()]
+        url = lines[1].split()[1]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "index.html", timeout=30) as response:
+            assert (site / "index.html").read_bytes() == response.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

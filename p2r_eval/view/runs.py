@@ -3,9 +3,8 @@ intervals and the leaderboard row, all through the functions the run and the lea
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from p2r_eval.stats import ConfidenceInterval
 from p2r_eval.tasks import load_task
 from p2r_eval.video import FramePolicy
 from p2r_eval.view.samples import FAILURE_KINDS, STATUSES, SampleView, build_sample_view
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,9 +126,3 @@ def read_run_view(root: Path) -> RunView:
         policy, policy_problem = None, f"frames not shown: {error}"
     return RunView(root, results, tasks, row, policy, policy_problem, list(row.footnotes))
 
-
-def runs_share_items(runs: Sequence[RunView]) -> list[str]:
-    """The tasks every run has."""
-    first, *others = runs
-    return [task.name for task in first.tasks
-            if all(any(t.name == task.name for t in other.tasks) for other in others)]

@@ -215,8 +215,7 @@ def write_run(writer: SiteWriter, run: RunView, labels: dict[str, str]) -> str:
     return f"{run_dir}/index.html"
 
 
-def write_comparison(writer: SiteWriter, comparison: RunComparison, run_pages: dict[Path, str]
-                     ) -> list[tuple[str, str]]:
+def write_comparison(writer: SiteWriter, comparison: RunComparison) -> list[tuple[str, str]]:
     """Pages of two runs side by side; returns (task, page) pairs."""
     folder = f"compare/{run_folder_name(comparison.run_a)}--{run_folder_name(comparison.run_b)}"
     pages = []
@@ -273,10 +272,9 @@ def build_site(
         report.notes += [f"{run.root}: {task.name}: {task.annotations_problem}"
                          for task in run.tasks if task.annotations_problem]
     comparisons = []
-    run_pages = {run.root: page for run, page in runs}
     for run, _ in runs[1:]:
         comparison = compare_run_views(runs[0][0], run)
-        comparisons.append((comparison, write_comparison(writer, comparison, run_pages)))
+        comparisons.append((comparison, write_comparison(writer, comparison)))
         report.notes += comparison.notes
     writer.render("index.html", "index.html", runs=runs, trainings=trainings,
                   comparisons=comparisons, labels=labels)
