@@ -82,7 +82,14 @@ def mean_relative_accuracy(prediction: str, truth: str, *, inclusive: bool = Fal
 
 
 def relative_error_reward(prediction: str, truth: str) -> float:
-    """Video-R1's training reward for regression: ``1 - clip(|pred-gt|/|gt|, 0, 1)``."""
+    """Video-R1's training reward for regression: ``1 - clip(|pred-gt|/|gt|, 0, 1)``.
+
+    One deliberate difference, at ``gt == 0``: Video-R1 computes
+    ``(|pred-gt| + 1e-9) / (|gt| + 1e-9)``, which is 1 for the exact answer 0, so every
+    completion of such an item gets reward 0 and its group teaches nothing. Here the exact
+    answer gets 1 and any other 0 (elsewhere the 1e-9 terms change the reward by at most
+    1e-9 / |gt|).
+    """
     pred, gt = parse_number(prediction), parse_number(truth)
     if pred is None or gt is None:
         return 0.0

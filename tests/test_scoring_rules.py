@@ -60,6 +60,26 @@ def test_relative_error_reward_is_linear_and_clipped():
     assert relative_error_reward("x", "4") == 0.0
 
 
+def video_r1_regression_reward(prediction: float, truth: float) -> float:
+    """Video-R1's formula (grpo.py, accuracy_reward, "regression"), for comparison."""
+    relative = (abs(prediction - truth) + 1e-9) / (abs(truth) + 1e-9)
+    return 1 - min(1.0, max(0.0, relative))
+
+
+@pytest.mark.parametrize(("prediction", "truth"), [
+    (3, 4), (4, 4), (100, 4), (-2, 4), (0.5, 0.25), (7, -7), (0, 3), (2.5, 1e-3),
+])
+def test_relative_error_reward_is_video_r1s_away_from_zero(prediction, truth):
+    ours = relative_error_reward(str(prediction), str(truth))
+    assert ours == pytest.approx(video_r1_regression_reward(prediction, truth), abs=1e-6)
+
+
+def test_relative_error_reward_at_a_zero_truth_differs_from_video_r1_as_documented():
+    assert video_r1_regression_reward(0, 0) == 0.0  # Video-R1: even the exact answer gets 0
+    assert relative_error_reward("0", "0") == 1.0
+    assert relative_error_reward("0.5", "0") == 0.0 == video_r1_regression_reward(0.5, 0)
+
+
 def test_word_error_rate_score():
     assert word_error_rate_score("the quick fox", "the quick brown fox") == pytest.approx(0.75)
     assert word_error_rate_score("", "text") == 0.0

@@ -17,6 +17,7 @@ from p2r_train.rewards import (
     PerceptionJudge,
     RewardDesign,
     answer_accuracy_reward,
+    gate_length_bonus,
     length_reward,
     pending_perception,
     perception_format_reward,
@@ -217,3 +218,32 @@ def test_a_judge_is_required_when_the_design_needs_one():
         pending_perception(None, RewardDesign(), [item()], [GOOD])
     assert pending_perception(None, RewardDesign(perception_accuracy=False, length=False),
                               [item()], [GOOD]) is None
+
+
+def test_length_bonus_needs_more_than_one_correct_completion_in_the_group():
+    # Video-R1's length control: in a group with a single correct completion, no bonus
+    design = RewardDesign(process_agnostic=True)  # accuracy, format, length
+    rewards = torch.tensor([[1.0, 1, 0.2], [0, 1, 0],         # one correct: bonus dropped
+                            [1.0, 1, 0.2], [0.5, 1, 0],       # two correct: bonus kept
+                            [1.0, 0, 0.2], [0.05, 0, 0]])     # 0.05 is not correct (<= 0.1)
+    gated = gate_length_bonus(rewards, design, 2)
+    assert gated[:, 2].tolist() == pytest.approx([0, 0, 0.2, 0, 0, 0])
+    assert torch.equal(gated[:, :2], rewards[:, :2]) and rewards[0, 2] == 0.2
+
+
+def test_length_bonus_group_rule_per_process():
+    design = RewardDesign()
+    names = list(design.components)
+    rows = []
+    for sufficient, accurate in ((1, 1), (1, 0), (0, 1), (float("nan"), 1)):
+        row = dict.fromkeys(names, 1.0)
+        row.update(perception_accuracy=sufficient, reasoning_accuracy=accurate,
+                   perception_length=0.2 if sufficient == 1 else sufficient,
+                   reasoning_length=0.2 * accurate)
+        rows.append([row[name] for name in names])
+    gated = gate_length_bonus(torch.tensor(rows), design, 2)
+    perception, reasoning = names.index("perception_length"), names.index("reasoning_length")
+    assert gated[:2, perception].tolist() == pytest.approx([0.2, 0.2])  # both sufficient
+    assert gated[:2, reasoning].tolist() == [0, 0]  # one accurate answer only
+    assert gated[2:, reasoning].tolist() == pytest.approx([0.2, 0.2])
+    assert gated[2, perception] == 0 and gated[3, perception].isnan()  # unknown stays unknown

@@ -66,6 +66,7 @@ from p2r_train.rewards import (
     PerceptionJudge,
     RewardDesign,
     RewardTable,
+    gate_length_bonus,
     pending_perception,
     score_completions,
     weighted_sum,
@@ -337,8 +338,8 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         items, texts, splits = self._batch
         self.reward_table = score_completions(items, texts, splits, self.design,
                                               self._pending_perception)
-        self._gathered_rewards = super()._calculate_rewards(inputs, prompts, completions,
-                                                            completion_ids_list)
+        gathered = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._gathered_rewards = gate_length_bonus(gathered, self.design, self._group_size())
         return self._gathered_rewards
 
     # -- advantages ---------------------------------------------------------------------------

@@ -21,7 +21,12 @@ reasoning_length       ``length_bonus`` when the reasoning segment has 320-512 t
 
 Length bonuses are gated on correctness: in a group where every answer is wrong, a bonus for
 length alone would hand out advantages that teach length, not video reasoning (phantom
-advantages). The bonus (0.2) and the gate (accuracy > 0.1) follow Video-R1's length control.
+advantages). The bonus (0.2) and the gate (accuracy > 0.1) follow Video-R1's length control
+(``grpo_trainer.py``, ``len_control``), and so does its group condition: the bonus is paid
+only in a group where *more than one* completion is correct (Video-R1 counts over a
+device's batch, which its scripts make one group: ``per_device_train_batch_size 1``), so a
+lone correct completion is not pushed towards a length. The group condition needs the
+whole group, so it is applied to the gathered reward matrix (:func:`gate_length_bonus`).
 
 The process-agnostic baseline (plain GRPO) scores the whole completion instead: ``accuracy``
 (reasoning_accuracy), ``format`` (the full observation/think/answer template well formed) and
@@ -166,6 +171,31 @@ def length_reward(tokens: int, bounds: tuple[int, int], accuracy: float,
         return math.nan
     in_range = bounds[0] <= tokens <= bounds[1]
     return design.length_bonus if in_range and accuracy > design.correct_above else 0.0
+
+
+def length_gates(design: RewardDesign) -> tuple[tuple[str, str], ...]:
+    """(length component, the accuracy component that gates it) of ``design``."""
+    if design.process_agnostic:
+        return (("length", "accuracy"),)
+    return (("perception_length", "perception_accuracy"),
+            ("reasoning_length", "reasoning_accuracy"))
+
+
+def gate_length_bonus(rewards: torch.Tensor, design: RewardDesign, group_size: int
+                      ) -> torch.Tensor:
+    """``rewards`` (N, components, groups of ``group_size`` consecutive rows) with each length
+    bonus set to 0 in the groups where at most one completion is correct (accuracy above
+    ``design.correct_above``), as Video-R1's length control does. Unknown (NaN) bonuses
+    stay unknown."""
+    names = list(design.components)
+    gated = rewards.clone()
+    for length, accuracy in length_gates(design):
+        column, gate = names.index(length), names.index(accuracy)
+        correct = (rewards[:, gate] > design.correct_above).view(-1, group_size).sum(dim=1)
+        paid = (correct > 1).repeat_interleave(group_size) | rewards[:, column].isnan()
+        gated[:, column] = torch.where(paid, rewards[:, column],
+                                       torch.zeros_like(rewards[:, column]))
+    return gated
 
 
 # -- the judge --------------------------------------------------------------------------------
