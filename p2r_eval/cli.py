@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.endpoint import add_endpoint_arguments
+
 EXAMPLES = """\
 examples:
   p2r-eval --model demo --tasks all
@@ -23,6 +25,9 @@ examples:
   p2r-eval --model /ckpt/Video-R1-7B --prompt r1 --tasks mvbench,videomme --data-root /data
   p2r-eval --model replay:outputs.jsonl --tasks vsibench --data-root /data --protocol official
       re-score outputs produced elsewhere (lines {"task", "id", "output"}); needs no video
+  p2r-eval --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct --base-url http://gpu1:8000/v1 \
+      http://gpu2:8000/v1 --concurrency 32 --tasks all --data-root /data
+      a model behind vllm serve replicas (docs/serving.md): same frames, prompts and decoding
   p2r-eval --model RUN_DIR --tasks all --limit 50
       RUN_DIR holding checkpoint-<step> folders: each checkpoint is evaluated once into
       RUN_DIR/eval, with a leaderboard row per checkpoint and a scores-by-step plot
@@ -35,6 +40,7 @@ subcommands (p2r-eval SUBCOMMAND --help):
   probe                 perception-only probe: observations as text, no video, to a reasoner
   merge                 merge the shards of a data-parallel run (--shard I/N)
   models                the paper's models with the settings recommended for each
+  serve                 serve a checkpoint behind an OpenAI-compatible endpoint
   view RUN_DIR...       static site of runs: results, samples with their frames, comparisons
 
 A run folder holds results.json and samples/<task>.jsonl; running the same command again
@@ -57,11 +63,21 @@ def build_eval_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", required=True,
                        help="'demo', a local checkpoint folder, a hub id, a folder of "
                             "checkpoint-<step> folders, or replay:FILE.jsonl")
-    model.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                       help="inference backend: hf (transformers, default) or vllm (offline "
-                            "LLM, needs the vllm extra)")
+    model.add_argument("--backend", choices=("hf", "vllm", "openai"), default="hf",
+                       help="inference backend: hf (transformers, default), vllm (offline "
+                            "LLM, needs the vllm extra) or openai (a model behind "
+                            "OpenAI-compatible servers: --model is the served name, with "
+                            "--base-url)")
     model.add_argument("--tensor-parallel-size", type=int, default=1,
                        help="GPUs per model replica (vllm backend)")
+    served = parser.add_argument_group(
+        "served model (--backend openai; docs/serving.md)",
+        "requests spread over the replicas, retried on another when one fails; replies "
+        "cached by request content; tokens and cost in results.json")
+    served.add_argument("--base-url", nargs="+", default=None, metavar="URL",
+                        help="one or more OpenAI-compatible endpoints serving --model, e.g. "
+                             "http://127.0.0.1:8000/v1")
+    add_endpoint_arguments(served)
     model.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     model.add_argument("--batch-size", type=int, default=1, help="items per generate call")
     data = parser.add_argument_group("data")
@@ -166,6 +182,7 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
         "probe": registrar("p2r_eval.probe"),
         "models": registrar("p2r_eval.models_listing"),
         "view": registrar("p2r_eval.view.command"),
+        "serve": registrar("p2r_eval.serve"),
     }
 
 

@@ -23,6 +23,7 @@ from p2r_eval.checkpoints import (
     write_checkpoint_reports,
 )
 from p2r_eval.cli_settings import decoding_from_args, frame_policy_from_args
+from p2r_eval.endpoint import EndpointSettings, endpoint_from_args
 from p2r_eval.evaluate import (
     EvalSettings,
     finished_run,
@@ -53,7 +54,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         decoding=decoding_from_args(args),
         data_root=args.data_root.resolve() if args.data_root else None,
         limit=args.limit,
-        batch_size=args.batch_size,
+        batch_size=served_batch_size(args),
         retry_errors=args.retry_errors,
         frame_cache=args.frame_cache.resolve() if args.frame_cache else None,
         decode_workers=args.decode_workers,
@@ -61,6 +62,24 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         shard=parse_shard(args.shard) if args.shard else None,
         attribute_errors=args.attribute_errors,
     )
+
+
+def served_batch_size(args: argparse.Namespace) -> int:
+    """Items per generate call: ``--batch-size``, and with ``--backend openai`` at least
+    ``--concurrency`` (a batch's requests are what can be in flight at once)."""
+    if args.backend == "openai":
+        return max(args.batch_size, args.concurrency)
+    return args.batch_size
+
+
+def endpoint_of(args: argparse.Namespace) -> EndpointSettings | None:
+    """The servers of ``--backend openai``; a ``ValueError`` for a URL without that backend
+    or that backend without a URL."""
+    if args.base_url and args.backend != "openai":
+        raise ValueError("--base-url is for --backend openai")
+    if args.backend == "openai" and not args.base_url:
+        raise ValueError("--backend openai needs --base-url URL [URL ...]")
+    return endpoint_from_args(args, args.base_url)
 
 
 def default_output(settings: EvalSettings) -> Path:
@@ -81,6 +100,7 @@ def results_table(results: dict[str, Any]) -> str:
 def run_eval_command(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
+        endpoint_of(args)
     except ValueError as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
@@ -205,7 +225,8 @@ def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  
 
     return load_backend(settings.model_spec, decoding=settings.decoding,
                         max_pixels=settings.frame_policy.max_pixels, device=args.device,
-                        backend=args.backend, tensor_parallel_size=args.tensor_parallel_size)
+                        backend=args.backend, tensor_parallel_size=args.tensor_parallel_size,
+                        endpoint=endpoint_of(args))
 
 
 def finish(

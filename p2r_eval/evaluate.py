@@ -494,6 +494,7 @@ def run_evaluation(
         model = {"spec": settings.model_spec, "name": model_display_name(settings.model_spec),
                  "fingerprint": backend.fingerprint()}
         settings_json = settings_record(settings, data_files)
+        settings_json["input_transport"] = input_transport(backend)
         previous = store.read_results()
         check_resumable(previous, model, settings_json, output)
         results = {
@@ -507,10 +508,14 @@ def run_evaluation(
         }
         analysis_sections = []
         grading = GradingJudge(judge) if judge is not None else None
+        usage_at_start = backend_usage(backend)
         for loaded in loaded_tasks:
             outcome = evaluate_task(loaded, backend, store, settings, grading, show_progress,
                                     decode_pool)
             results["tasks"][outcome.name] = outcome.entry
+            if usage_at_start is not None:
+                results["backend_usage"] = run_usage(backend_usage(backend), usage_at_start,
+                                                     (previous or {}).get("backend_usage") or {})
             store.write_results(results)
             analysis_sections.append(f"## {outcome.name}\n\n{outcome.analysis_markdown}\n")
             if on_task_done:
@@ -525,6 +530,35 @@ def run_evaluation(
         results["finished_at"] = _now()
         store.write_results(results)
     return results
+
+
+def input_transport(backend: Backend) -> dict[str, Any]:
+    """How inputs reach the model: a served backend's transport (request format, frame
+    encoding, lossy or not), else in-process arrays."""
+    describe = getattr(backend, "input_transport", None)
+    return describe() if describe else {"kind": "in-process", "lossy": False}
+
+
+def backend_usage(backend: Backend) -> dict[str, Any] | None:
+    """A served backend's counts so far (requests, tokens, cost); None for in-process ones."""
+    usage = getattr(backend, "usage", None)
+    return usage() if usage else None
+
+
+def run_usage(
+    now: dict[str, Any], at_start: dict[str, Any], earlier: dict[str, Any]
+) -> dict[str, Any]:
+    """This run's usage: what the backend did since the run started (a backend may serve
+    several runs), added to the ``earlier`` invocations' of the same run folder. A number
+    unknown in any part (a cost without a price) stays unknown."""
+    total = dict(now)
+    for key, value in now.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            before, start = earlier.get(key, 0), at_start.get(key, 0)
+            total[key] = None if before is None or start is None else before + value - start
+        elif value is None and key in earlier:
+            total[key] = None
+    return total
 
 
 def model_display_name(spec: str) -> str:
