@@ -2,7 +2,7 @@
 PYTHON_ENV := .venv
 BIN := $(PYTHON_ENV)/bin
 
-.PHONY: setup setup-lmms demo test lint lock
+.PHONY: setup setup-lmms setup-browser demo test lint lock
 
 setup:
 	bash scripts/setup_env.sh
@@ -11,10 +11,14 @@ setup:
 setup-lmms:
 	bash scripts/setup_lmms_env.sh
 
+# Debian's chromium and chromium-driver, for the browser tests of `p2r-eval view`.
+setup-browser:
+	bash scripts/setup_browser.sh
+
 demo: setup
 	$(BIN)/p2r-eval --model demo --tasks all --output runs/demo
 
-test: setup setup-lmms
+test: setup setup-lmms setup-browser
 	$(BIN)/python -m pytest -q
 
 lint: setup
