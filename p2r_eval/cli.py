@@ -7,9 +7,11 @@ Heavy imports (torch, transformers) happen only once a command runs, so ``--help
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,10 @@ were left unscored because the judge failed (run the command again to grade them
 """
 
 SubcommandRegistrar = Callable[[Any], None]
+EXIT_STOPPED = 4
+"""A command stopped by an error that is no item's: the file system (a full disk, a read-only
+folder, a path it refuses) or a bug. Everything saved so far is kept."""
+EXIT_INTERRUPTED = 130
 
 
 def build_eval_parser() -> argparse.ArgumentParser:
@@ -216,8 +222,30 @@ def run_subcommand(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``p2r-eval`` command; an interruption or an error that is no item's ends it with
+    one line on stderr and its own exit code (the README's list), not a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if isinstance(sys.stdout, io.TextIOWrapper):  # text from data may hold lone surrogates
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:
+        print("p2r-eval: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        print(f"p2r-eval: stopped: {error}", file=sys.stderr)
+        return EXIT_STOPPED
+    except Exception:  # noqa: BLE001 - a bug: its traceback, then the exit code that says so
+        traceback.print_exc()
+        print("p2r-eval: stopped by an unexpected error (please report it with the traceback "
+              "above); everything saved so far is kept", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def run_command(argv: list[str]) -> int:
     if argv and argv[0] in subcommand_registrars():
         return run_subcommand(argv)
     args = build_eval_parser().parse_args(argv)

@@ -22,6 +22,7 @@ from p2r_eval.checkpoints import (
     watch_checkpoints,
     write_checkpoint_reports,
 )
+from p2r_eval.cli import EXIT_INTERRUPTED, EXIT_STOPPED
 from p2r_eval.cli_settings import decoding_from_args, frame_policy_from_args
 from p2r_eval.endpoint import EndpointSettings, endpoint_from_args
 from p2r_eval.evaluate import (
@@ -131,9 +132,24 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 JudgeError) as error:
             print(f"p2r-eval: {error}", file=sys.stderr)
             return EXIT_CANNOT_START
+        except OSError as error:  # a full disk, a read-only or vanished folder, ...
+            print(f"p2r-eval: stopped: {error}; {saved_items(run_folder, settings)}; run the "
+                  "same command to resume once the cause is fixed", file=sys.stderr)
+            return EXIT_STOPPED
+        except KeyboardInterrupt:
+            print(f"p2r-eval: interrupted: {saved_items(run_folder, settings)}; run the same "
+                  "command to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if settings.shard:
         return finish_shard(results, output, settings)
     return finish(results, output, settings)
+
+
+def saved_items(run_folder: Path, settings: EvalSettings) -> str:
+    """How many of the run's items are saved in its folder, in words."""
+    store = RunStore(run_folder)
+    count = sum(len(store.load_samples(task, repair=False)) for task in settings.tasks)
+    return f"{count} items saved in {run_folder}"
 
 
 @contextmanager

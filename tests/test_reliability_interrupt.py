@@ -19,9 +19,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
+import signal
+import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +243,58 @@ def test_demo_model_killed_twice_resumes_to_the_uninterrupted_results(tmp_path):
                      env=subprocess_env(), cwd=REPO_ROOT, poll_s=0.002)
     assert main([*DEMO_ARGS, "--output", str(killed)]) == 0
     assert_same_run(killed, reference, ("mvbench", "videomme"))
+
+
+# -- Ctrl-C and a full disk: a clear line, their own exit codes, and a resumable folder ---------
+def saved_lines(run: Path) -> int:
+    """Items saved in the folder (a torn last line is not an item)."""
+    return sum(len(RunStore(run).load_samples(task, repair=False)) for task in TASKS)
+
+
+def test_ctrl_c_says_how_many_items_are_saved_and_the_rerun_resumes(data_root, tmp_path):
+    reference = tmp_path / "reference"
+    assert main(replay_args(data_root, reference)) == 0
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(p2r_eval_command(*replay_args(data_root, interrupted)),
+                               env=subprocess_env(), cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while samples_bytes(interrupted) < 50_000:
+        assert process.poll() is None, "the run finished before Ctrl-C"
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    last_line = stderr.rstrip("\n").split("\n")[-1]
+    assert "Traceback" not in stderr, stderr
+    assert last_line == (f"p2r-eval: interrupted: {saved_lines(interrupted)} items saved in "
+                         f"{interrupted}; run the same command to resume"), stderr
+    assert main(replay_args(data_root, interrupted)) == 0
+    assert_same_run(interrupted, reference, TASKS)
+
+
+def full_disk_at(limit_bytes: int) -> Callable[[], None]:
+    """A child process set-up under which a file can grow to ``limit_bytes`` and no further:
+    a write past it fails with EFBIG, as one on a full disk fails with ENOSPC."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return limit
+
+
+def test_a_full_disk_stops_the_run_with_its_own_exit_code_and_the_rerun_resumes(data_root,
+                                                                                 tmp_path):
+    reference = tmp_path / "reference"
+    assert main(replay_args(data_root, reference)) == 0
+    stopped = tmp_path / "stopped"
+    result = subprocess.run(p2r_eval_command(*replay_args(data_root, stopped)),
+                            env=subprocess_env(), cwd=REPO_ROOT, text=True, capture_output=True,
+                            preexec_fn=full_disk_at(100_000), timeout=300)
+    assert result.returncode == 4, result.stderr
+    last_line = result.stderr.rstrip("\n").split("\n")[-1]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert last_line.startswith("p2r-eval: stopped: ") and "File too large" in last_line
+    assert last_line.endswith(f"items saved in {stopped}; run the same command to resume once "
+                              "the cause is fixed"), last_line
+    assert 0 < saved_lines(stopped) < MVBENCH_ITEMS
+    assert main(replay_args(data_root, stopped)) == 0
+    assert_same_run(stopped, reference, TASKS)
