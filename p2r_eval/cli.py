@@ -98,13 +98,24 @@ def build_eval_parser() -> argparse.ArgumentParser:
                           help="video-r1 reproduces the paper's tables (default)")
     protocol.add_argument("--prompt", choices=("p2r", "r1", "direct"), default="p2r",
                           help="prompt style (default: p2r, observation/think/answer)")
-    protocol.add_argument("--frames", type=int, default=32, help="uniformly sampled frames (32)")
+    protocol.add_argument("--input-policy", choices=("video-r1", "videorft", "lmms-eval",
+                                                      "uniform"), default=None,
+                          help="which frames the model sees and at what size, as a reference "
+                               "pipeline does (docs/models.md): video-r1 (default under "
+                               "--protocol video-r1: 2 fps, 4-32 frames, 128-256 x 28x28 "
+                               "pixels), videorft, lmms-eval, or uniform (the frame options "
+                               "below; default under --protocol official)")
+    protocol.add_argument("--frames", type=int, default=None,
+                          help="uniform policy: uniformly sampled frames (default 32); giving "
+                               "any frame option selects --input-policy uniform")
     protocol.add_argument("--fps", type=float, default=None,
-                          help="sample at this rate instead (between --min-frames/--max-frames)")
-    protocol.add_argument("--min-frames", type=int, default=4)
-    protocol.add_argument("--max-frames", type=int, default=768)
-    protocol.add_argument("--max-pixels", type=int, default=256 * 28 * 28,
-                          help="pixels per frame after resizing (default 256*28*28)")
+                          help="uniform policy: sample at this rate instead (between "
+                               "--min-frames/--max-frames)")
+    protocol.add_argument("--min-frames", type=int, default=None, help="uniform policy (4)")
+    protocol.add_argument("--max-frames", type=int, default=None, help="uniform policy (768)")
+    protocol.add_argument("--max-pixels", type=int, default=None,
+                          help="uniform policy: pixels per frame after the processor's resize "
+                               "(default 256*28*28)")
     protocol.add_argument("--max-new-tokens", type=int, default=1024)
     protocol.add_argument("--temperature", type=float, default=0.0,
                           help="0 = greedy (default); >0 samples with --top-p and --seed")
@@ -136,6 +147,9 @@ def build_eval_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, default=None,
                      help="run folder (default: runs/<model>-<protocol>-<prompt>)")
+    run.add_argument("--save-inputs", type=Path, default=None, metavar="DIR",
+                     help="write each item's exact model inputs (the processor's output "
+                          "tensors) to DIR/<task>/<item id>.safetensors (hf backend)")
     run.add_argument("--retry-errors", action="store_true",
                      help="on resume, retry items whose sample records an error")
     run.add_argument("--frame-cache", type=Path, default=None,

@@ -77,8 +77,9 @@ PROMPT_VERSION = "1"
 
 def question_with_options(item: Item) -> str:
     """Video-R1's question text: for multiple choice ``problem + "Options:\\n" + one option a
-    line`` (no newline before "Options:"); otherwise the bare question."""
-    if item.answer_type == "multiple choice" and item.options:
+    line`` (no newline before "Options:"; the header even when the options list is empty, as
+    Video-R1 writes it); otherwise the bare question."""
+    if item.answer_type == "multiple choice":
         return item.question + "Options:\n" + "".join(option + "\n" for option in item.options)
     return item.question
 

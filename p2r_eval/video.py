@@ -225,12 +225,11 @@ class FramePolicy:
         return smart_resize(height, width, min_pixels=self.min_pixels, max_pixels=cap)
 
     @property
-    def processor_max_pixels(self) -> int:
-        """The ``max_pixels`` to give the model's processor: ``max_pixels``, or, for frames
-        resized after decoding, the most a resized frame can have (so it resizes no further)."""
-        if self.resize == "processor" or self.min_pixels is None:
-            return self.max_pixels
-        return max(self.max_pixels, int(self.min_pixels * 1.05))
+    def processor_max_pixels(self) -> int | None:
+        """The ``max_pixels`` to give the model's processor: ``max_pixels`` when it resizes,
+        None for frames resized after decoding (the processor keeps the checkpoint's own
+        bounds, as the reference pipelines do, and leaves their size as it is)."""
+        return self.max_pixels if self.resize == "processor" else None
 
 
 def _floor_by(number: float, factor: int) -> int:

@@ -14,14 +14,29 @@ class DecodingSettings:
     """Generation settings, recorded in every results file.
 
     The default is greedy decoding with Video-R1's 1024 new tokens. Video-R1's own vLLM runs
-    used temperature 0.1 and top_p 0.001, which is greedy in all but name.
+    used temperature 0.1 and top_p 0.001, which is greedy in all but name. Greedy decoding
+    uses no temperature or top_p, and records None for both; sampling needs a temperature
+    above 0, and top_p defaults to 1.0 (no nucleus cut).
     """
 
     max_new_tokens: int = 1024
     do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.do_sample:
+            if self.temperature is not None or self.top_p is not None:
+                raise ValueError("greedy decoding takes no temperature or top_p (got "
+                                 f"{self.temperature}, {self.top_p}); set do_sample to sample")
+            return
+        if self.temperature is None or not self.temperature > 0:
+            raise ValueError(f"sampling needs a temperature > 0, got {self.temperature}")
+        if self.top_p is None:
+            object.__setattr__(self, "top_p", 1.0)
+        elif not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
