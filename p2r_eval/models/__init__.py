@@ -63,15 +63,20 @@ def load_backend(
     backend: str = "hf",
     tensor_parallel_size: int = 1,
     endpoint: EndpointSettings | None = None,
+    save_inputs: Path | None = None,
 ) -> Backend:
     """The backend named by ``spec`` (see the module docs), run by ``backend``;
     :class:`BackendError` when ``spec`` or ``backend`` names nothing usable.
 
     ``device`` is the hf backend's torch device; ``tensor_parallel_size`` the number of GPUs
     the vllm backend shards the model over (vLLM places the model itself: choose the GPUs
-    with ``CUDA_VISIBLE_DEVICES``); ``endpoint`` the servers of the openai backend."""
+    with ``CUDA_VISIBLE_DEVICES``); ``endpoint`` the servers of the openai backend;
+    ``save_inputs`` a folder where the hf backend writes each item's model inputs."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if save_inputs is not None and backend != "hf":
+        raise BackendError("--save-inputs writes the hf backend's processor outputs; the "
+                           f"{backend} backend builds its model inputs elsewhere")
     if (backend == "openai") != (endpoint is not None):
         raise BackendError("the openai backend, and only it, needs the servers' URLs "
                            "(--backend openai with --base-url URL)")
@@ -94,7 +99,8 @@ def load_backend(
         )
     from p2r_eval.models.hf import HFBackend
 
-    return HFBackend(model_path, decoding=decoding, device=device, max_pixels=max_pixels)
+    return HFBackend(model_path, decoding=decoding, device=device, max_pixels=max_pixels,
+                     save_inputs=save_inputs)
 
 
 def resolve_model(spec: str) -> str:

@@ -7,8 +7,8 @@ suppress come from the checkpoint's configs, never from branches on model names.
 Decisions that affect outputs:
 
 - Video frames arrive already sampled (:func:`p2r_eval.video.sample_frames`), and under a
-  named input policy already resized (:mod:`p2r_eval.input_policies`; the processor's cap is
-  then at least their size, so it resizes no further); the video processor is told not to
+  named input policy already resized (:mod:`p2r_eval.input_policies`; the processor keeps
+  the checkpoint's own bounds, which leave that size as it is); the video processor is told not to
   sample again (``do_sample_frames=False``) and gets each video's metadata, so models with
   temporal position ids (Qwen2.5-VL) see the real frame rate.
 - Decoding is determined by :class:`DecodingSettings`: the checkpoint's own defaults that
