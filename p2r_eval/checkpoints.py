@@ -28,7 +28,9 @@ from typing import Any
 
 from p2r_eval.evaluate import EvalSettings, finished_run, run_evaluation
 from p2r_eval.models.base import Backend
+from p2r_eval.run_identity import task_data_identity
 from p2r_eval.runstore import RunStore, RunStoreError
+from p2r_eval.tasks import load_task
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ def evaluate_checkpoints(
     """Evaluate every finished checkpoint not yet evaluated; return (step, run folder) of all
     evaluated checkpoints. A checkpoint locked by another evaluator is skipped."""
     attempted: set[int] = set()
+    loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
+    task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
     while True:
         pending = [(s, c) for s, c in list_checkpoints(run_dir, every) if s not in attempted]
         if not pending:
@@ -96,14 +100,14 @@ def evaluate_checkpoints(
         attempted.add(step)
         output = eval_dir(run_dir) / checkpoint.name
         checkpoint_settings = dataclasses.replace(settings, model_spec=str(checkpoint))
-        if finished_run(RunStore(output).read_results(), checkpoint_settings,
+        if finished_run(RunStore(output).read_results(), checkpoint_settings, task_data,
                         judging=judge is not None):
             continue
         log.info("evaluating %s", checkpoint)
         backend = load_backend(str(checkpoint))
         try:
             run_evaluation(checkpoint_settings, backend, output, judge=judge,
-                           show_progress=show_progress)
+                           show_progress=show_progress, loaded_tasks=loaded_tasks)
         except RunStoreError as error:
             log.warning("skipping %s: %s", checkpoint.name, error)
         finally:

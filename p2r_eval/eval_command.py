@@ -27,15 +27,18 @@ from p2r_eval.cli_settings import decoding_from_args, input_policy_from_args
 from p2r_eval.endpoint import EndpointSettings, endpoint_from_args
 from p2r_eval.evaluate import (
     EvalSettings,
+    check_resumable,
     finished_run,
     model_display_name,
     run_evaluation,
+    settings_record,
     start_decoding_early,
 )
 from p2r_eval.judge.base import JudgeError
 from p2r_eval.media import DecodePool
 from p2r_eval.models import replay_file
 from p2r_eval.models.base import BackendError
+from p2r_eval.run_identity import partially_scored, task_data_identity, uses_demo_suite
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
 from p2r_eval.tasks import AnnotationError, LoadedTask, load_task, resolve_task_names
@@ -89,13 +92,22 @@ def default_output(settings: EvalSettings) -> Path:
 
 
 def results_table(results: dict[str, Any]) -> str:
+    """The run's scores for the terminal; a partial score (items awaiting a judge or not
+    finished) in parentheses, and a line saying so when the data is the demo suite."""
     rows = []
     for name, entry in results.get("tasks", {}).items():
         score = entry.get("score")
-        rows.append([name, "-" if score is None else f"{score:.1f}", entry.get("n"),
-                     entry.get("n_scored"), entry.get("n_errors"), entry.get("wall_time_s")])
-    return tabulate(rows, headers=["task", "score %", "items", "scored", "errors", "time s"],
-                    tablefmt="github")
+        shown = "-" if score is None else f"{score:.1f}"
+        if partially_scored(entry):
+            shown = f"({shown}) partial"
+        rows.append([name, shown, entry.get("n"), entry.get("n_scored"), entry.get("n_errors"),
+                     entry.get("wall_time_s")])
+    table = tabulate(rows, headers=["task", "score %", "items", "scored", "errors", "time s"],
+                     tablefmt="github")
+    if uses_demo_suite(results.get("settings") or {}):
+        table += ("\ndemo suite: a few synthetic items per benchmark (no --data-root), not the "
+                  "benchmarks; these scores are not comparable with the paper's")
+    return table
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
@@ -110,18 +122,20 @@ def run_eval_command(args: argparse.Namespace) -> int:
     output = args.output or default_output(settings)
     run_folder = shard_dir(output, settings.shard) if settings.shard else output
     try:
+        # Everything that can refuse the run is checked before a model is loaded.
         previous = RunStore(run_folder).read_results()
-    except RunStoreError as error:
+        loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
+        task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
+        check_resumable(previous, settings_record(settings, {}), task_data, run_folder)
+    except (RunStoreError, AnnotationError, FileNotFoundError) as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
-    if finished_run(previous, settings, judging=args.judge != "none"):
+    if finished_run(previous, settings, task_data, judging=args.judge != "none"):
         print(f"{run_folder}: this run is already finished; nothing to do.")
         results = previous
     else:
         try:
-            # Everything that can refuse the run is checked before a model is loaded.
             RunStore(run_folder).check_free()
-            loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
             judge = make_configured_judge(args)
             with decode_pool_for(settings, run_folder, loaded_tasks) as decode_pool:
                 backend = load_configured_backend(settings, args)

@@ -39,6 +39,15 @@ from p2r_eval.prompts import (
     style_hash,
 )
 from p2r_eval.protocols import NO_JUDGE_NOTE, ItemScore, aggregate_task, score_item
+from p2r_eval.run_identity import (
+    RESUMABLE_SETTINGS,
+    RunIdentity,
+    identity_differences,
+    item_hashes,
+    outcome_settings,
+    recorded_identity,
+    task_data_identity,
+)
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.scoring import extract_answer
 from p2r_eval.shards import Shard, shard_items
@@ -179,6 +188,7 @@ class SampleWriter:
     settings: EvalSettings
     judge: Any
     bar: Any
+    item_hashes: dict[str, str]
 
     def write_outputs(self, generated: Sequence[tuple[Item, str]]) -> None:
         """Score and append a batch of generations, in order. With a judge, the items are
@@ -202,6 +212,7 @@ class SampleWriter:
         self._append(item, error_record(item, message))
 
     def _append(self, item: Item, entry: dict[str, Any]) -> None:
+        entry["item_sha256"] = self.item_hashes[item.id]
         self.store.append_sample(self.task, entry)
         self.finished[item.id] = entry
         self.bar.update(1)
@@ -307,7 +318,9 @@ def evaluate_task(
     todo = pending_items(items, finished, settings.retry_errors)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=loaded.name, unit="item",
                disable=not show_progress, dynamic_ncols=True)
-    writer = SampleWriter(loaded.name, store, finished, settings, judge, bar)
+    hashes = item_hashes(loaded)
+    check_samples_match_items(store, loaded.name, finished, hashes)
+    writer = SampleWriter(loaded.name, store, finished, settings, judge, bar, hashes)
     if judge is not None:
         pending = [(item, finished[item.id]["output"]) for item in judge_pending(items, finished)]
         for start in range(0, len(pending), JUDGE_PENDING_CHUNK):
@@ -340,6 +353,20 @@ def evaluate_task(
                                  settings.prompt_style, verdicts)
     entry["wall_time_s"] = round(time.monotonic() - started, 3)
     return TaskOutcome(loaded.name, entry, render_analysis_table(analysis))
+
+
+def check_samples_match_items(
+    store: RunStore, task: str, finished: dict[str, dict[str, Any]], hashes: dict[str, str]
+) -> None:
+    """Refuse to resume from samples made for other items (the data changed since): each
+    sample carries its item's content hash."""
+    stale = [item_id for item_id, sample in finished.items()
+             if item_id in hashes and sample.get("item_sha256") not in (None, hashes[item_id])]
+    if stale:
+        shown = ", ".join(repr(item_id) for item_id in stale[:5])
+        raise RunStoreError(
+            f"{store.samples_path(task)} answers different items than the data now holds "
+            f"({len(stale)} items changed since, e.g. {shown}); choose another --output")
 
 
 def attribution_verdicts(
@@ -404,6 +431,7 @@ def task_entry(
         "complete": all(item.id in finished for item in items),
         "breakdown": aggregate.breakdown,
         "source_format": loaded.source_format,
+        "data": task_data_identity(loaded),
         "analysis": analysis.as_dict(),
     }, analysis
 
@@ -425,39 +453,57 @@ def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> dict[
     }
 
 
-IDENTITY_KEYS = ("protocol", "prompt_style", "prompt_hash", "frame_policy", "decoding", "seed")
+def run_differences(
+    previous: dict[str, Any],
+    settings_json: dict[str, Any],
+    task_data: dict[str, Any],
+    model_fingerprint: dict[str, Any] | None = None,
+    *,
+    resuming: bool = True,
+) -> list[str]:
+    """What makes this run another one than the run recorded in ``previous``: the model (when
+    loaded), a setting that changes outputs, or the data of a task both have. ``resuming``: the
+    limit may change (a resumed run covers more or fewer items; each done item carries its
+    content hash). Settings recorded from the loaded backend are compared once it is loaded."""
+    recorded = recorded_identity(previous)
+    now = RunIdentity(model_fingerprint, outcome_settings(settings_json), task_data)
+    ignore = set(RESUMABLE_SETTINGS) if resuming else set()
+    if model_fingerprint is None:
+        ignore |= set(recorded.settings) - set(now.settings)
+    shared = [task for task in task_data if task in recorded.task_data]
+    return identity_differences(recorded, now, ignore=ignore, tasks=shared)
 
 
 def check_resumable(
-    previous: dict[str, Any] | None, model: dict[str, Any], settings: dict[str, Any], root: Path
+    previous: dict[str, Any] | None, settings_json: dict[str, Any], task_data: dict[str, Any],
+    root: Path, model_fingerprint: dict[str, Any] | None = None,
 ) -> None:
-    """Refuse to mix two different runs in one folder: the model and every setting that
-    changes outputs must match the run already there (``limit`` and ``batch_size`` may change)."""
+    """Refuse to mix two different runs in one folder, naming what differs (see
+    :func:`run_differences`)."""
     if previous is None:
         return
-    differences = [
-        key for key in IDENTITY_KEYS if previous.get("settings", {}).get(key) != settings.get(key)
-    ]
-    if previous.get("model", {}).get("fingerprint") != model["fingerprint"]:
-        differences.insert(0, "model")
+    differences = run_differences(previous, settings_json, task_data, model_fingerprint)
     if differences:
         raise RunStoreError(
-            f"{root} holds a run with different {', '.join(differences)}; "
-            "resume it with the same settings or choose another --output"
+            f"{root} holds a run with different {'; '.join(differences)}; resume it with the "
+            "same model, settings and data, or choose another --output"
         )
 
 
 def finished_run(
-    previous: dict[str, Any] | None, settings: EvalSettings, judging: bool = False
+    previous: dict[str, Any] | None,
+    settings: EvalSettings,
+    task_data: dict[str, Any],
+    judging: bool = False,
 ) -> bool:
-    """True when ``previous`` is this very run, already complete: nothing to load, generate
-    or (with ``judging``, a judge configured now) grade."""
+    """True when ``previous`` is this very run (same model, settings, limit and data),
+    already complete: nothing to load, generate or (with ``judging``, a judge configured now)
+    grade."""
     if not previous or not previous.get("finished_at"):
         return False
     if previous.get("model", {}).get("spec") != settings.model_spec:
         return False
-    recorded, wanted = previous.get("settings", {}), settings_record(settings, {})
-    if any(recorded.get(key) != wanted[key] for key in (*IDENTITY_KEYS, "limit")):
+    if run_differences(previous, settings_record(settings, {}), task_data, resuming=False):
         return False
     tasks = previous.get("tasks", {})
     if judging and any(tasks.get(name, {}).get("n_judge_pending") for name in settings.tasks):
@@ -496,7 +542,8 @@ def run_evaluation(
         settings_json = settings_record(settings, data_files)
         settings_json["input_transport"] = input_transport(backend)
         previous = store.read_results()
-        check_resumable(previous, model, settings_json, output)
+        task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
+        check_resumable(previous, settings_json, task_data, output, model["fingerprint"])
         results = {
             "schema": RESULTS_SCHEMA,
             "model": model,

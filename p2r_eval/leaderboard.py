@@ -33,6 +33,7 @@ import yaml
 from tabulate import tabulate
 
 from p2r_eval.plots import BarSeries, plot_benchmark_bars
+from p2r_eval.run_identity import data_difference, partially_scored, uses_demo_suite
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.stats import (
     DEFAULT_CI_RESAMPLES,
@@ -259,13 +260,20 @@ class MeasuredRow:
     footnotes: tuple[str, ...] = ()
     intervals: dict[str, ConfidenceInterval] = field(default_factory=dict)
     interval_notes: dict[str, str] = field(default_factory=dict)
+    demo_suite: bool = False
+    partial_tasks: frozenset[str] = frozenset()
+    """Tasks whose score covers only part of their items (judge pending, unfinished)."""
 
     def values(self, columns: Sequence[Column]) -> list[float | None]:
         return [self.scores.get(column.task) for column in columns]
 
     def avg(self, columns: Sequence[Column]) -> float | None:
+        """The mean over the benchmarks; None unless every one is fully scored on the real
+        benchmarks (a demo-suite or partial score is not averaged into a paper-like Avg)."""
         values = self.values(columns)
-        if any(value is None for value in values):
+        if self.demo_suite or any(value is None for value in values):
+            return None
+        if any(column.task in self.partial_tasks for column in columns):
             return None
         return sum(values) / len(values)  # type: ignore[arg-type]
 
@@ -324,13 +332,28 @@ def measured_row_from_run(
         scores={task: entry.get("score") for task, entry in tasks.items()},
         settings_label=settings_label(settings),
         footnotes=tuple(
-            setting_differences(settings, paper_prompt_style)
+            demo_suite_notes(settings, tasks)
+            + setting_differences(settings, paper_prompt_style)
             + run_state_notes(results)
             + task_notes(tasks)
         ),
         intervals=intervals,
         interval_notes=interval_notes,
+        demo_suite=uses_demo_suite(settings),
+        partial_tasks=frozenset(task for task, entry in tasks.items() if partially_scored(entry)),
     )
+
+
+DEMO_SUITE_NOTE = (
+    "measured on the built-in demo suite ({items} synthetic items in all), not on the "
+    "benchmarks: not comparable with the paper's rows, not ranked, no Avg"
+)
+
+
+def demo_suite_notes(settings: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> list[str]:
+    if not uses_demo_suite(settings):
+        return []
+    return [DEMO_SUITE_NOTE.format(items=sum(entry.get("n", 0) for entry in tasks.values()))]
 
 
 def _paper_prompt_style(name: str) -> str | None:
@@ -410,6 +433,9 @@ def task_notes(tasks: dict[str, dict[str, Any]]) -> list[str]:
             notes.append(f"{label}: {n_errors} of {n} items failed (no model output)")
         if entry.get("complete") is False:
             notes.append(f"{label}: not every item has finished; the score covers those that did")
+        if partially_scored(entry):
+            notes.append(f"{label}: partial, {n_scored} of {n} items scored (the rest failed or "
+                         "await a judge); shown in parentheses, not ranked, not in the Avg")
     return notes
 
 
@@ -466,6 +492,7 @@ class _Line:
     delta: Decimal | None = None
     heading: bool = False
     reference: bool = False  # the row every Δ is measured against: its Δ cell stays empty
+    partial: frozenset[int] = frozenset()  # value indexes shown in parentheses, never ranked
 
 
 def render_markdown(table: Table, measured_rows: Sequence[MeasuredRow] = ()) -> str:
@@ -473,7 +500,8 @@ def render_markdown(table: Table, measured_rows: Sequence[MeasuredRow] = ()) -> 
     lines = _paper_lines(table) + _measured_lines(table, measured_rows)
     rows_body = [line for line in lines if not line.heading]
     marks_by_column = [
-        column_marks([line.values[i] for line in rows_body], [line.competes for line in rows_body])
+        column_marks([line.values[i] for line in rows_body],
+                     [line.competes and i not in line.partial for line in rows_body])
         for i in range(len(table.columns) + 1)
     ]
     numbered: dict[str, int] = {}
@@ -488,7 +516,8 @@ def render_markdown(table: Table, measured_rows: Sequence[MeasuredRow] = ()) -> 
         refs = [numbered.setdefault(note, len(numbered) + 1) for note in line.notes]
         sup = f"<sup>{','.join(str(r) for r in refs)}</sup>" if refs else ""
         row = [line.name_cell + sup] + [
-            format_value(v, m) for v, m in zip(line.values, marks, strict=True)
+            f"({format_value(v)})" if i in line.partial else format_value(v, m)
+            for i, (v, m) in enumerate(zip(line.values, marks, strict=True))
         ]
         if _has_delta(table):
             row.append("" if line.reference else format_delta(line.delta))
@@ -562,9 +591,13 @@ def _measured_lines(table: Table, measured_rows: Sequence[MeasuredRow]) -> list[
         avg = measured.avg(table.columns)
         shown_avg = None if avg is None else round_one_decimal(avg)
         label = escape_markdown(measured.settings_label)
-        name_cell = f"{escape_markdown(measured.name)} (measured: {label})"
+        where = "measured on the demo suite" if measured.demo_suite else "measured"
+        name_cell = f"{escape_markdown(measured.name)} ({where}: {label})"
         delta = None if base is None or shown_avg is None else shown_avg - base
-        lines.append(_Line(name_cell, [*values, shown_avg], True, measured.footnotes, delta))
+        partial = frozenset(i for i, column in enumerate(table.columns)
+                            if column.task in measured.partial_tasks)
+        lines.append(_Line(name_cell, [*values, shown_avg], not measured.demo_suite,
+                           measured.footnotes, delta, partial=partial))
     return lines
 
 
@@ -680,15 +713,25 @@ def plot_table_bars(table: Table, measured_rows: Sequence[MeasuredRow], out_path
         )
         for name in table.plot_reference
     ]
-    for measured in measured_rows:
-        values = [*measured.values(table.columns), measured.avg(table.columns)]
-        intervals = [
-            _percent_interval(measured.intervals.get(column.task)) for column in table.columns
-        ] + [None]
-        label = f"{measured.name} (measured)"
-        series.append(BarSeries(label, values, measured=True, intervals=intervals))
+    series += [measured_bar_series(table, measured) for measured in measured_rows]
     title = f"{table.title} — measured rows vs the paper ({table.provenance})"
     return plot_benchmark_bars(benchmarks, series, out_path, title=title)
+
+
+def measured_bar_series(table: Table, measured: MeasuredRow) -> BarSeries:
+    """A measured row's bars: partial task scores are left out (no bar drawn as if whole),
+    and a demo-suite row says so in its label (and has no Avg bar)."""
+    values = [
+        None if column.task in measured.partial_tasks else value
+        for column, value in zip(table.columns, measured.values(table.columns), strict=True)
+    ]
+    intervals = [
+        None if value is None else _percent_interval(measured.intervals.get(column.task))
+        for column, value in zip(table.columns, values, strict=True)
+    ]
+    where = "measured on the demo suite, not the benchmarks" if measured.demo_suite else "measured"
+    return BarSeries(f"{measured.name} ({where})", [*values, measured.avg(table.columns)],
+                     measured=True, intervals=[*intervals, None])
 
 
 def _float(value: Decimal | None) -> float | None:
@@ -706,6 +749,8 @@ def _percent_interval(interval: ConfidenceInterval | None) -> tuple[float, float
 class TaskComparison:
     task: str
     test: PairedTest
+    n_content_differs: int = 0
+    """Items left out because they share an id but not their content (different data)."""
 
 
 def compare_runs(
@@ -727,20 +772,44 @@ def compare_runs(
     protocol = results_a["settings"].get("protocol", "")
     comparisons = []
     for task in chosen:
-        samples_a = list(RunStore(run_a).load_samples(task, repair=False).values())
-        samples_b = list(RunStore(run_b).load_samples(task, repair=False).values())
+        samples_a = RunStore(run_a).load_samples(task, repair=False)
+        samples_b = RunStore(run_b).load_samples(task, repair=False)
+        differ = content_mismatches(samples_a, samples_b)
+        if differ and not (samples_a.keys() & samples_b.keys()) - differ:
+            raise LeaderboardError(
+                f"{task}: the runs have no item in common: {len(differ)} items share an id but "
+                f"differ in content ({data_difference_of(results_a, results_b, task)}); "
+                "a paired test needs the same items")
         try:
             test = paired_bootstrap_test(
-                samples_a,
-                samples_b,
+                [sample for key, sample in samples_a.items() if key not in differ],
+                [sample for key, sample in samples_b.items() if key not in differ],
                 aggregate_for_task(task, protocol),
                 n_resamples=n_resamples,
                 seed=seed,
             )
         except ValueError as error:
             raise LeaderboardError(f"{task}: {error}") from None
-        comparisons.append(TaskComparison(task, test))
+        comparisons.append(TaskComparison(task, test, len(differ)))
     return comparisons
+
+
+def content_mismatches(
+    samples_a: dict[str, dict[str, Any]], samples_b: dict[str, dict[str, Any]]
+) -> set[str]:
+    """Ids in both runs whose samples answer different items: their recorded content hashes
+    differ (samples from before hashes were recorded pair by id)."""
+    return {
+        key for key in samples_a.keys() & samples_b.keys()
+        if None not in (samples_a[key].get("item_sha256"), samples_b[key].get("item_sha256"))
+        and samples_a[key]["item_sha256"] != samples_b[key]["item_sha256"]
+    }
+
+
+def data_difference_of(results_a: dict[str, Any], results_b: dict[str, Any], task: str) -> str:
+    """How two runs' data of ``task`` differ, in words."""
+    return data_difference(results_a["tasks"][task].get("data"),
+                           results_b["tasks"][task].get("data")) or "the same data files"
 
 
 def _in_column_order(tasks: Sequence[str]) -> list[str]:
@@ -763,7 +832,13 @@ def settings_diff(results_a: dict[str, Any], results_b: dict[str, Any]) -> list[
         }
 
     a, b = flat(results_a), flat(results_b)
-    return [f"{key}: {a[key]} vs {b[key]}" for key in a if a[key] != b[key]]
+    differing = [f"{key}: {a[key]} vs {b[key]}" for key in a if a[key] != b[key]]
+    for task in _in_column_order([t for t in results_a["tasks"] if t in results_b["tasks"]]):
+        data = data_difference(results_a["tasks"][task].get("data"),
+                               results_b["tasks"][task].get("data"))
+        if data:
+            differing.append(f"data of {task}: {data}")
+    return differing
 
 
 def render_comparison(run_a: Path, run_b: Path, comparisons: Sequence[TaskComparison]) -> str:
@@ -806,6 +881,8 @@ def render_comparison(run_a: Path, run_b: Path, comparisons: Sequence[TaskCompar
         dropped = []
         if c.test.n_only_a or c.test.n_only_b:
             dropped.append(f"items only in A: {c.test.n_only_a}, only in B: {c.test.n_only_b}")
+        if c.n_content_differs:
+            dropped.append(f"{c.n_content_differs} items share an id but differ in content")
         if c.test.n_unscored:
             dropped.append(f"shared items unscored in A or B: {c.test.n_unscored}")
         if dropped:

@@ -5,9 +5,11 @@ for error attribution by the local fake judge server through the real openai SDK
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "view"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "view"
+UPDATE_SCREENSHOTS = "P2R_UPDATE_SCREENSHOTS"
+"""Set to 1 to refresh the screenshots in docs/view; otherwise they go to a temporary folder,
+so that a test run leaves the checkout as it was."""
 KEY = "test-key"
 INJECTED = ("<script>window.__p2r_injected = 1;</script>"
             "<img src=x onerror=\"window.__p2r_injected = 2\"><b>bold</b>")
@@ -127,8 +132,18 @@ def test_run_page_shows_the_runs_numbers(site, judged_run, page):
     assert (attribution["perception"], attribution["reasoning"]) == (1, 1)
     assert f"{attribution['perception']} / {attribution['reasoning']} / " in analysis
     assert "VideoP2R (Ours)" in page.locator("table.leaderboard").inner_text()
-    page.screenshot(path=str(SCREENSHOTS / "run-page.png"), full_page=True)
+    save_screenshot(page, "run-page.png")
     assert page.errors == []
+
+
+def save_screenshot(page, name: str) -> None:
+    """A full-page screenshot, into docs/view with P2R_UPDATE_SCREENSHOTS=1."""
+    if os.environ.get(UPDATE_SCREENSHOTS) == "1":
+        folder = DOCS_SCREENSHOTS
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="p2r-screenshots-"))
+    page.screenshot(path=str(folder / name), full_page=True)
+    assert (folder / name).stat().st_size > 0
 
 
 def shown_count(page) -> int:
@@ -151,7 +166,7 @@ def test_filters_list_the_samples_the_data_says(site, judged_run, page):
         option = page.locator(f"#filter-kind option[value='{kind}']").inner_text()
         assert option == f"{kind} ({len(ids)})"
     page.select_option("#filter-kind", "perception error")
-    page.screenshot(path=str(SCREENSHOTS / "filtered-list.png"), full_page=True)
+    save_screenshot(page, "filtered-list.png")
     page.select_option("#filter-kind", "")
     page.select_option("#filter-status", "")
     page.fill("#filter-search", "moves to the right")
@@ -184,7 +199,7 @@ def test_a_sample_page_shows_its_frames_and_highlighted_segments(site, judged_ru
     text = page.locator("main").inner_text()
     assert "reasoning error" in text and "think-answer mismatch" in text
     assert "observation sufficient\tyes" in text
-    page.screenshot(path=str(SCREENSHOTS / "sample-page.png"), full_page=True)
+    save_screenshot(page, "sample-page.png")
     assert page.errors == []
 
 
