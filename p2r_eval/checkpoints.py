@@ -1,17 +1,27 @@
-"""Evaluating a training run folder: every ``checkpoint-<step>`` scored once.
+"""Evaluating a training run folder: every model of the run scored once, by step.
 
-``p2r-eval --model RUN_DIR`` where RUN_DIR holds ``checkpoint-<step>`` folders (the
-transformers/TRL layout) evaluates each finished checkpoint into
-``RUN_DIR/eval/checkpoint-<step>/`` (a normal run folder: resumable, so a checkpoint half
-evaluated is finished, never redone), skips those already evaluated with the same settings,
-re-lists the folder after each checkpoint so that new ones are picked up, and then writes
+A run folder is what ``p2r-train`` (or any transformers/TRL trainer) writes: ``checkpoint-<step>``
+folders and, once training ends, the final model at its root next to ``trainer_state.json``.
+One rule gives every model of the run its step:
+
+- ``checkpoint-<step>``: that step;
+- the root model: the run's final step (``global_step`` of the root ``trainer_state.json``);
+  left out when a checkpoint of the same step exists (the same weights);
+- the starting model, named in ``starting_model.json`` (written by ``p2r-train``): step 0.
+
+``p2r-eval --model RUN_DIR`` evaluates each of them into ``RUN_DIR/eval/<name>/``
+(``checkpoint-<step>``, ``final-<step>``, ``starting-model``; a normal run folder: resumable,
+so a model half evaluated is finished, never redone), skips those already evaluated with the
+same settings, re-lists the folder after each model so that new checkpoints are picked up,
+and then writes
 
     RUN_DIR/eval/leaderboards/main.md     one measured row per checkpoint ("step N")
     RUN_DIR/eval/scores_by_step.png       every benchmark against the step, with the paper's
                                           base model and VideoP2R as reference lines
 
 A checkpoint still being written (no ``trainer_state.json`` yet; the Trainer writes it last)
-is left for the next call. ``--watch SECONDS`` keeps polling for new checkpoints.
+is left for the next call. ``--watch SECONDS`` keeps polling for new checkpoints. A starting
+model that does not load (moved, or a hub id offline) is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.evaluate import EvalSettings, finished_run, run_evaluation
-from p2r_eval.models.base import Backend
+from p2r_eval.models.base import Backend, BackendError
 from p2r_eval.run_identity import task_data_identity
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.tasks import load_task
@@ -39,11 +49,67 @@ REFERENCE_ROWS = ("Qwen2.5-VL-7B", "VideoP2R (Ours)")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 
 
+STARTING_MODEL_FILE = "starting_model.json"
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunModel:
+    """One model of a training run: its step, what ``--model`` loads it from, and the name of
+    its folder under ``RUN_DIR/eval``."""
+
+    step: int
+    model: str
+    name: str
+
+
 def is_checkpoint_run(path: Path) -> bool:
-    """True for a folder holding ``checkpoint-<step>`` folders."""
-    return path.is_dir() and any(
+    """True for a training run folder: ``checkpoint-<step>`` folders, or a root
+    ``trainer_state.json`` (a run whose final model was saved without checkpoints)."""
+    return path.is_dir() and ((path / TRAINER_STATE).is_file() or any(
         CHECKPOINT_PATTERN.match(child.name) for child in path.iterdir() if child.is_dir()
-    )
+    ))
+
+
+def record_starting_model(run_dir: Path, model: str) -> None:
+    """Note the model a training run starts from (its step 0) in the run folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / STARTING_MODEL_FILE).write_text(json.dumps({"model": model}) + "\n",
+                                               encoding="utf-8")
+
+
+def starting_model(run_dir: Path) -> str | None:
+    """The model recorded by :func:`record_starting_model`, if any."""
+    try:
+        recorded = json.loads((run_dir / STARTING_MODEL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model = recorded.get("model") if isinstance(recorded, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def final_step(run_dir: Path) -> int | None:
+    """The step of the run's root model (``global_step`` of the root trainer state), or
+    ``None`` while there is no complete root model."""
+    if not checkpoint_complete(run_dir):
+        return None
+    state = json.loads((run_dir / TRAINER_STATE).read_text(encoding="utf-8"))
+    step = state.get("global_step") if isinstance(state, dict) else None
+    return step if isinstance(step, int) and step >= 0 else None
+
+
+def run_models(run_dir: Path, every: int = 0) -> list[RunModel]:
+    """Every model of the run by increasing step (module docs); with ``every``, only those
+    whose step is a multiple of it (step 0 always is)."""
+    models = [RunModel(step, str(path), path.name) for step, path in list_checkpoints(run_dir)]
+    start = starting_model(run_dir)
+    if start is not None:
+        models.append(RunModel(0, start, "starting-model"))
+    final = final_step(run_dir)
+    if final is not None and all(m.step != final for m in models):
+        models.append(RunModel(final, str(run_dir), f"final-{final}"))
+    return sorted((m for m in models if not every or m.step % every == 0),
+                  key=lambda m: m.step)
 
 
 def checkpoint_complete(checkpoint: Path) -> bool:
@@ -93,23 +159,30 @@ def evaluate_checkpoints(
     loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
     task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
     while True:
-        pending = [(s, c) for s, c in list_checkpoints(run_dir, every) if s not in attempted]
+        pending = [m for m in run_models(run_dir, every) if m.step not in attempted]
         if not pending:
             break
-        step, checkpoint = pending[0]
+        step, checkpoint, name = pending[0].step, pending[0].model, pending[0].name
         attempted.add(step)
-        output = eval_dir(run_dir) / checkpoint.name
-        checkpoint_settings = dataclasses.replace(settings, model_spec=str(checkpoint))
+        output = eval_dir(run_dir) / name
+        checkpoint_settings = dataclasses.replace(settings, model_spec=checkpoint)
         if finished_run(RunStore(output).read_results(), checkpoint_settings, task_data,
                         judging=judge is not None):
             continue
         log.info("evaluating %s", checkpoint)
-        backend = load_backend(str(checkpoint))
+        try:
+            backend = load_backend(checkpoint)
+        except BackendError as error:
+            if name != "starting-model":
+                raise
+            log.warning("no step-0 point: the starting model %s does not load (%s)",
+                        checkpoint, error)
+            continue
         try:
             run_evaluation(checkpoint_settings, backend, output, judge=judge,
                            show_progress=show_progress, loaded_tasks=loaded_tasks)
         except RunStoreError as error:
-            log.warning("skipping %s: %s", checkpoint.name, error)
+            log.warning("skipping %s: %s", name, error)
         finally:
             release(backend)
     return evaluated_checkpoints(run_dir, every)
@@ -129,10 +202,10 @@ def release(backend: Backend) -> None:
 
 
 def evaluated_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path]]:
-    """(step, eval run folder) of every checkpoint with finished results, by step."""
+    """(step, eval run folder) of every model of the run with finished results, by step."""
     found = []
-    for step, checkpoint in list_checkpoints(run_dir, every):
-        output = eval_dir(run_dir) / checkpoint.name
+    for model in run_models(run_dir, every):
+        step, output = model.step, eval_dir(run_dir) / model.name
         results = RunStore(output).read_results()
         if results and results.get("finished_at"):
             found.append((step, output))

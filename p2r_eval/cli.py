@@ -31,8 +31,9 @@ examples:
       http://gpu2:8000/v1 --concurrency 32 --tasks all --data-root /data
       a model behind vllm serve replicas (docs/serving.md): same frames, prompts and decoding
   p2r-eval --model RUN_DIR --tasks all --limit 50
-      RUN_DIR holding checkpoint-<step> folders: each checkpoint is evaluated once into
-      RUN_DIR/eval, with a leaderboard row per checkpoint and a scores-by-step plot
+      RUN_DIR written by a trainer: its starting model (step 0), each checkpoint-<step> and
+      its final model (the last step) are evaluated once into RUN_DIR/eval, with a
+      leaderboard row per step and a scores-by-step plot
 
 subcommands (p2r-eval SUBCOMMAND --help):
   make-demo-model DIR   build the tiny offline Qwen2.5-VL used by the demo and the tests

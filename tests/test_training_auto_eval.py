@@ -31,11 +31,16 @@ def test_sft_checkpoints_are_evaluated_without_further_commands(tmp_path_factory
         "--eval-max-new-tokens", "8"])
     assert code == 0
     evaluated = run_dir / "eval"
-    for step in (1, 2):
-        results = json.loads((evaluated / f"checkpoint-{step}" / "results.json").read_text())
+    starting = json.loads((run_dir / "starting_model.json").read_text())["model"]
+    assert starting == str(demo_model(tmp_path_factory))
+    for name in ("starting-model", "checkpoint-1", "checkpoint-2"):  # the root is step 2 too
+        results = json.loads((evaluated / name / "results.json").read_text())
         assert results["finished_at"] and results["tasks"]["mvbench"]["n"] == 2
+    assert sorted(path.name for path in evaluated.iterdir() if path.name.startswith(
+        ("checkpoint-", "final-", "starting-"))) == ["checkpoint-1", "checkpoint-2",
+                                                     "starting-model"]
     leaderboard = (evaluated / "leaderboards" / "main.md").read_text()
-    assert "step 1" in leaderboard and "step 2" in leaderboard
+    assert all(f"step {step}" in leaderboard for step in (0, 1, 2))
     assert (evaluated / "scores_by_step.png").stat().st_size > 10_000
 
     stamps = {step: (evaluated / f"checkpoint-{step}" / "results.json").stat().st_mtime_ns

@@ -1,8 +1,9 @@
 """Every saved checkpoint scored automatically: ``p2r-train ... --eval-tasks ...``.
 
 A ``CheckpointEvaluator`` callback (training/auto_eval_callback.py) runs
-``p2r-eval --model RUN_DIR`` (which evaluates each finished ``checkpoint-<step>`` once, into
-``RUN_DIR/eval/``, and regenerates the leaderboard and the scores-by-step plot) in a separate
+``p2r-eval --model RUN_DIR`` (which evaluates the starting model as step 0 and each finished
+``checkpoint-<step>`` once, into ``RUN_DIR/eval/``, and regenerates the leaderboard and the
+scores-by-step plot; see :mod:`p2r_eval.checkpoints`) in a separate
 process, so training never waits
 for evaluation and the evaluator never shares the trainer's Python process:
 
@@ -13,8 +14,9 @@ for evaluation and the evaluator never shares the trainer's Python process:
 - ``--eval-when end``: all checkpoints are evaluated after training, on the freed GPU.
 - On another machine, watch the folder instead: ``p2r-eval --model RUN_DIR --watch 300``.
 
-At the end of training the callback waits for the running evaluation and runs a last pass,
-so the run folder holds results for every checkpoint when ``p2r-train`` returns. The
+At the end of training the callback waits for the running evaluation, and once the final
+model is saved at the run folder's root (the run's last step) a last pass runs, so the run
+folder holds results for every model of the run when ``p2r-train`` returns. The
 evaluation's output goes to ``RUN_DIR/eval/eval.log``.
 """
 

@@ -33,9 +33,22 @@ class CheckpointEvaluator(TrainerCallback):
             self.process = self.launch()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
+        if state.is_world_process_zero and self.running():
+            self.process.wait()
+
+    def evaluate_final(self) -> None:
+        """The last pass, once the final model is saved at the run folder's root (after
+        ``on_train_end``): it evaluates whatever is left, the final model included."""
         if self.running():
             self.process.wait()
         self.process = self.launch()
         self.process.wait()
+
+
+def evaluate_final_models(trainer: Any, callbacks: list | None) -> None:
+    """Run each :class:`CheckpointEvaluator`'s last pass (on the main process only)."""
+    if not trainer.is_world_process_zero():
+        return
+    for callback in callbacks or []:
+        if isinstance(callback, CheckpointEvaluator):
+            callback.evaluate_final()

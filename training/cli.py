@@ -183,8 +183,10 @@ def add_sft_subcommand(subparsers: Any) -> None:
         "sft", help="supervised warm-up on VideoP2R-CoT records",
         description="Supervised fine-tuning on process-aware CoT records: the target is "
                     "<observation>…</observation><think>…</think><answer>…</answer>, the "
-                    "prompt (video included) is masked out of the loss. The final "
-                    "checkpoint in --output loads with `p2r-eval --model OUTPUT`.",
+                    "prompt (video included) is masked out of the loss. `p2r-eval --model "
+                    "OUTPUT` evaluates the run into OUTPUT/eval: the starting model as step "
+                    "0, each checkpoint-<step>, and the final model saved in OUTPUT as the "
+                    "last step.",
         epilog=SFT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common_options(parser)
     parser.add_argument("--process-agnostic", action="store_true",

@@ -57,6 +57,7 @@ from p2r_train.advantages import (
     nanstd,
     process_advantages,
 )
+from p2r_train.auto_eval_callback import evaluate_final_models
 from p2r_train.checkpoints import ResumesThroughFromPretrained, resume_target
 from p2r_train.collate import RolloutCollator, VisualInput, training_processor
 from p2r_train.data import default_media_root, read_records, rl_rows, to_dataset
@@ -85,6 +86,7 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
+from p2r_eval.checkpoints import record_starting_model
 from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
 from p2r_eval.models.hf import StopTokens, decode_output
@@ -531,9 +533,10 @@ def run_grpo(model: str, data: Path, output: Path, config: GRPOConfig, *,
              media_root: Path | None = None, policy: FramePolicy, design: RewardDesign,
              judge: Any = None, frame_cache: Path | None = None, freeze_vision: bool = False,
              resume: bool | str | None = None, callbacks: list | None = None) -> Path:
-    """Train with PA-GRPO (or the ablation ``design`` names) and save model + processor
-    and the trainer state (for ``p2r-train plot``) into ``output``. ``callbacks`` are extra
-    trainer callbacks (e.g. the automatic checkpoint evaluation)."""
+    """Train with PA-GRPO (or the ablation ``design`` names) and save the final model (with
+    processor) and the trainer state (for ``p2r-train plot``) into ``output``, where
+    ``starting_model.json`` names ``model`` (step 0 for ``p2r-eval --model OUTPUT``).
+    ``callbacks`` are extra trainer callbacks (e.g. the automatic checkpoint evaluation)."""
     from transformers import AutoProcessor
 
     rows = rl_rows(read_records(data), default_media_root(data, media_root))
@@ -542,7 +545,10 @@ def run_grpo(model: str, data: Path, output: Path, config: GRPOConfig, *,
         builder=RequestBuilder("p2r", policy, frame_cache=frame_cache), design=design,
         judge=judge, freeze_vision=freeze_vision, callbacks=callbacks,
     )
+    if trainer.is_world_process_zero():
+        record_starting_model(Path(output), model)
     trainer.train(resume_from_checkpoint=resume_target(resume, output))
     trainer.save_model(str(output))
     trainer.save_state()
+    evaluate_final_models(trainer, callbacks)
     return output

@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from p2r_train.auto_eval_callback import evaluate_final_models
 from p2r_train.checkpoints import ResumesThroughFromPretrained, resume_target
 from p2r_train.collate import SFTCollator, training_processor
 from p2r_train.data import default_media_root, read_records, sft_rows, to_dataset
 from p2r_train.vision import freeze_vision_tower
 from trl import SFTConfig, SFTTrainer
 
+from p2r_eval.checkpoints import record_starting_model
 from p2r_eval.media import RequestBuilder
 from p2r_eval.video import FramePolicy
 
@@ -66,9 +68,10 @@ def run_sft(model: str, data: Path, output: Path, config: Any, *, media_root: Pa
             policy: FramePolicy, process_aware: bool = True, frame_cache: Path | None = None,
             freeze_vision: bool = False, resume: bool | str | None = None,
             callbacks: list | None = None) -> Path:
-    """Train and save the checkpoint (model + processor) and the trainer state (for
-    ``p2r-train plot``) into ``output``. ``callbacks`` are extra trainer callbacks (e.g. the
-    automatic checkpoint evaluation).
+    """Train and save the final model (with processor) and the trainer state (for
+    ``p2r-train plot``) into ``output``, where ``starting_model.json`` names ``model`` (the
+    run's step 0 for ``p2r-eval --model OUTPUT``). ``callbacks`` are extra trainer callbacks
+    (e.g. the automatic checkpoint evaluation).
 
     ``process_aware=False`` is the paper's process-agnostic SFT: think/answer targets and
     Video-R1's prompt (``r1``); evaluate such a checkpoint with ``p2r-eval --prompt r1``.
@@ -79,7 +82,10 @@ def run_sft(model: str, data: Path, output: Path, config: Any, *, media_root: Pa
                                 prompt_style="p2r" if process_aware else "r1",
                                 frame_cache=frame_cache, freeze_vision=freeze_vision,
                                 callbacks=callbacks)
+    if trainer.is_world_process_zero():
+        record_starting_model(Path(output), model)
     trainer.train(resume_from_checkpoint=resume_target(resume, output))
     trainer.save_model(str(output))
     trainer.save_state()
+    evaluate_final_models(trainer, callbacks)
     return output
