@@ -74,7 +74,8 @@ def check_shards_agree(results: Sequence[dict[str, Any]]) -> None:
 
 def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
     """Merge the ``count`` shards of ``output`` once all have finished; None until then."""
-    from p2r_eval.evaluate import limited, task_entry
+    from p2r_eval.evaluate import check_samples_match_items, limited, task_entry
+    from p2r_eval.run_identity import item_hashes
 
     shard_results = finished_shards(output, count)
     if shard_results is None:
@@ -87,14 +88,19 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
     merged: dict[str, Any] = {**first, "settings": {**settings, "shard": None,
                                                       "merged_shards": count}, "tasks": {}}
     with store.exclusive(wait_s=MERGE_WAIT_S):
-        mark_unfinished(store)
+        # Every task is read and checked against the data before anything is rewritten.
+        merging = []
         for name in first["tasks"]:
             loaded = load_task(name, data_root)
-            items = limited(loaded.items, settings["limit"])
             samples: dict[str, dict[str, Any]] = {}
             for index in range(count):
                 shard_store = RunStore(shard_dir(output, (index, count)))
                 samples.update(shard_store.load_samples(name, repair=False))
+            check_samples_match_items(store, name, samples, item_hashes(loaded))
+            merging.append((name, loaded, samples))
+        mark_unfinished(store)
+        for name, loaded, samples in merging:
+            items = limited(loaded.items, settings["limit"])
             write_samples_in_order(store, name, items, samples)
             entry, _ = task_entry(loaded, items, samples, settings["protocol"],
                                   settings["prompt_style"])

@@ -360,6 +360,21 @@ def test_a_merge_crashed_at_any_durable_write_never_reads_as_finished_with_other
     assert samples_path.read_bytes() == expected
 
 
+def test_a_merge_refuses_shards_made_from_other_data(tmp_path, capsys):
+    root = write_root(tmp_path / "data", mvbench_records(10))
+    replay = write_replay(tmp_path / "replay.jsonl", "mvbench", list(range(1, 11)))
+    output = tmp_path / "run"
+    for index in range(2):
+        assert main(replay_args(replay, output, "--tasks", "mvbench", "--data-root", str(root),
+                                "--shard", f"{index}/2")) == 0
+    merged = (output / "results.json").read_text()
+    write_root(root, mvbench_records(10, shift=2))  # the answer key changed after the shards
+    capsys.readouterr()
+    assert main(["merge", str(output)]) == 2
+    assert "different items" in capsys.readouterr().err
+    assert (output / "results.json").read_text() == merged
+
+
 # -- 8. --limit ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_a_limit_below_one_is_refused(tmp_path, capsys, limit):
