@@ -209,3 +209,36 @@ def test_no_output_log_or_error_contains_an_api_key(workspace):
     assert "[redacted]" in samples.read_text()  # the redacted error is what the sample keeps
     checked = assert_no_canary(workspace, printed)
     assert checked > 20 and any(workspace["judge_cache"].glob("*/judge_cache.sqlite3*"))
+
+
+URL_CANARY = "url-canary-5d1e9b3c7a"
+
+
+@pytest.mark.parametrize("backend", ["anthropic", "openai"])
+def test_a_key_inside_the_judge_base_url_is_written_nowhere(backend, workspace):
+    """``http://user:KEY@host/v1``: the SDK uses the key (basic auth), results record the URL
+    with the key redacted, and no file or printed line holds it."""
+    printed: list[str] = []
+    with FakeJudgeServer(api_key=None) as server:
+        base = server.url if backend == "anthropic" else server.openai_base_url
+        url = base.replace("http://", f"http://user:{URL_CANARY}@")
+        result = run(eval_command(workspace, f"url-{backend}", backend, url, "--quiet"),
+                     workspace)
+        printed += [result.stdout, result.stderr]
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert server.model_calls() > 0
+    with EchoingProxy() as proxy:
+        base = proxy.url if backend == "anthropic" else proxy.url + "/v1"
+        url = base.replace("http://", f"http://user:{URL_CANARY}@")
+        result = run(eval_command(workspace, f"url-echo-{backend}", backend, url, "--quiet",
+                                  "--judge-max-retries", "0"), workspace)
+        printed += [result.stdout, result.stderr]
+        assert result.returncode == 3, result.stderr[-2000:]
+    results = json.loads((workspace["base"] / "runs" / f"url-{backend}" / "results.json")
+                         .read_text())
+    assert results["judge"]["config"]["base_url"].startswith("http://user:[redacted]@127.0.0.1:")
+    for path in workspace["base"].rglob("*"):
+        if path.is_file():
+            assert URL_CANARY.encode() not in path.read_bytes(), path
+    for text in printed:
+        assert URL_CANARY not in text

@@ -20,6 +20,7 @@ import anthropic
 
 from p2r_eval.judge.base import Completion, JudgeConfigError, JudgeError, TransientJudgeError
 from p2r_eval.judge.prompts import JudgePrompt
+from p2r_eval.judge.url_secrets import public_url, redact_logs, url_secrets
 from p2r_eval.retry import is_retryable_status, retry_after_s
 
 DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5"
@@ -64,7 +65,8 @@ class AnthropicBackend:
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.model = model
-        self._secret = api_key
+        self._secrets = [secret for secret in (api_key, *url_secrets(base_url)) if secret]
+        redact_logs(url_secrets(base_url))
         self.client = anthropic.Anthropic(
             api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
         )
@@ -74,7 +76,7 @@ class AnthropicBackend:
             "backend": self.kind,
             "model": self.model,
             "temperature": 0.0 if accepts_temperature(self.model) else None,
-            "base_url": str(self.client.base_url),
+            "base_url": self.public_base_url,
         }
 
     def check(self) -> None:
@@ -87,7 +89,7 @@ class AnthropicBackend:
             ) from None
         except anthropic.APIConnectionError as error:
             raise JudgeConfigError(
-                f"cannot reach the Anthropic API at {self.client.base_url}: "
+                f"cannot reach the Anthropic API at {self.public_base_url}: "
                 f"{self.redact(str(error))}"
             ) from None
 
@@ -116,5 +118,12 @@ class AnthropicBackend:
             return TransientJudgeError(message)
         return JudgeError(message)
 
+    @property
+    def public_base_url(self) -> str:
+        """The endpoint as results and messages show it: without a key it may carry."""
+        return public_url(str(self.client.base_url))
+
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "[redacted]") if self._secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text

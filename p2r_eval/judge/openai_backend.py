@@ -14,6 +14,7 @@ import openai
 
 from p2r_eval.judge.base import Completion, JudgeConfigError, JudgeError, TransientJudgeError
 from p2r_eval.judge.prompts import JudgePrompt
+from p2r_eval.judge.url_secrets import public_url, redact_logs, url_secrets
 from p2r_eval.retry import is_retryable_status, retry_after_s
 
 NO_KEY_PLACEHOLDER = "EMPTY"
@@ -31,7 +32,8 @@ class OpenAICompatibleBackend:
         api_key: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        self._secret = api_key or ""
+        self._secrets = [secret for secret in (api_key, *url_secrets(base_url)) if secret]
+        redact_logs(url_secrets(base_url))
         self.client = openai.OpenAI(
             api_key=api_key or NO_KEY_PLACEHOLDER,
             base_url=base_url,
@@ -45,7 +47,7 @@ class OpenAICompatibleBackend:
             "backend": self.kind,
             "model": self.model,
             "temperature": 0.0,
-            "base_url": str(self.client.base_url),
+            "base_url": self.public_base_url,
         }
 
     def check(self) -> None:
@@ -54,18 +56,18 @@ class OpenAICompatibleBackend:
             served = [model.id for model in self.client.models.list()]
         except openai.AuthenticationError as error:
             raise JudgeConfigError(
-                f"the endpoint {self.client.base_url} rejected the API key: "
+                f"the endpoint {self.public_base_url} rejected the API key: "
                 f"{self.redact(str(error))}"
             ) from None
         except openai.APIError as error:
             raise JudgeConfigError(
-                f"cannot reach the OpenAI-compatible endpoint {self.client.base_url}: "
+                f"cannot reach the OpenAI-compatible endpoint {self.public_base_url}: "
                 f"{self.redact(str(error))}"
             ) from None
         if not self.model:
             if not served:
                 raise JudgeConfigError(
-                    f"the endpoint {self.client.base_url} serves no model; name one with model="
+                    f"the endpoint {self.public_base_url} serves no model; name one with model="
                 )
             self.model = served[0]
 
@@ -83,7 +85,7 @@ class OpenAICompatibleBackend:
         except Exception as error:  # noqa: BLE001 - classified just below
             raise self.classify(error) from None
         if not response.choices:
-            raise TransientJudgeError(f"{self.client.base_url} returned no choices")
+            raise TransientJudgeError(f"{self.public_base_url} returned no choices")
         usage = response.usage
         return Completion(
             text=response.choices[0].message.content or "",
@@ -101,5 +103,12 @@ class OpenAICompatibleBackend:
             return TransientJudgeError(message)
         return JudgeError(message)
 
+    @property
+    def public_base_url(self) -> str:
+        """The endpoint as results and messages show it: without a key it may carry."""
+        return public_url(str(self.client.base_url))
+
     def redact(self, text: str) -> str:
-        return text.replace(self._secret, "[redacted]") if self._secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
