@@ -14,6 +14,8 @@ rate from the video metadata instead, which qwen-vl-utils returns on request: th
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,15 @@ from p2r_eval.cli_settings import input_policy_from_args
 from p2r_eval.input_policies import NAMED_POLICIES, TOKEN_PIXELS, named_frame_policy
 from p2r_eval.models.base import DecodingSettings, Request
 from p2r_eval.models.hf import HFBackend
+from p2r_eval.saved_inputs import load_model_inputs
 from p2r_eval.video import FramePolicy, VideoEmptyError, sample_frames
 
 vision_process = pytest.importorskip("qwen_vl_utils.vision_process")
 pytest.importorskip("decord")
 
 PROMPT = "What happens in the video?"
+TESTS = Path(__file__).resolve().parent
+LMMS_PYTHON = TESTS.parent / ".venv-lmms" / "bin" / "python"
 # What each reference's evaluation sets in its vendored qwen_vl_utils/vision_process.py
 # (Video-R1: README "Inference & Evaluation"; VideoRFT: the comments next to each constant).
 REFERENCE_SETTINGS = {
@@ -129,6 +134,24 @@ def test_inputs_equal_the_references_qwen_vl_utils(
     backend = backends[policy]
     reference = reference_inputs(backend.processor, videos[clip])
     assert_same_inputs(p2r_inputs(backend, videos[clip], named_frame_policy(policy)), reference)
+
+
+@pytest.mark.skipif(not LMMS_PYTHON.is_file(),
+                    reason=".venv-lmms not set up (bash scripts/setup_lmms_env.sh)")
+def test_lmms_eval_policy_equals_lmms_evals_own_qwen2_5_vl(
+    videos: dict[str, Path], backends: dict[str, HFBackend], model_dir: Path, tmp_path: Path
+) -> None:
+    """lmms-eval 0.7.3's ``qwen2_5_vl`` class itself, run in its own environment."""
+    clips = ["15s", "20 frames", "portrait", "vfr", "29.97fps"]
+    command = [str(LMMS_PYTHON), str(TESTS / "lmms_qwen_inputs.py"), str(model_dir),
+               str(tmp_path), PROMPT, *(str(videos[clip]) for clip in clips)]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert process.returncode == 0, process.stderr[-3000:]
+    policy = named_frame_policy("lmms-eval")
+    for clip in clips:
+        reference = load_model_inputs(tmp_path / "oracle" / f"{videos[clip].stem}.safetensors")
+        assert_same_inputs(p2r_inputs(backends["lmms-eval"], videos[clip], policy), reference)
 
 
 @pytest.mark.parametrize(("clip", "frames", "size"), [
