@@ -79,7 +79,7 @@ PAPER_SETTINGS = {
     },
     "seed": 0,
     "limit": None,
-    "data_root": None,
+    "data_root": "/data/Video-R1-eval",  # the benchmarks, not the demo suite
     "data_files": {},
 }
 
