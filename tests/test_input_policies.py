@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
+import types
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_vllm_backend import FakeLLM, FakeSamplingParams
 
 from p2r_eval import synthetic_media
 from p2r_eval.cli import build_eval_parser
 from p2r_eval.cli_settings import input_policy_from_args
 from p2r_eval.input_policies import NAMED_POLICIES, TOKEN_PIXELS, named_frame_policy
+from p2r_eval.models import load_backend
 from p2r_eval.models.base import DecodingSettings, Request
 from p2r_eval.models.hf import HFBackend
 from p2r_eval.saved_inputs import load_model_inputs
@@ -152,6 +156,35 @@ def test_lmms_eval_policy_equals_lmms_evals_own_qwen2_5_vl(
     for clip in clips:
         reference = load_model_inputs(tmp_path / "oracle" / f"{videos[clip].stem}.safetensors")
         assert_same_inputs(p2r_inputs(backends["lmms-eval"], videos[clip], policy), reference)
+
+
+@pytest.mark.parametrize("policy", list(NAMED_POLICIES))
+def test_vllm_prompt_agrees_with_the_hf_path(
+    policy: str, videos: dict[str, Path], backends: dict[str, HFBackend], model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up to the vLLM call (a stand-in vllm module records it): the same prompt text, the same
+    resized frames with the hf path's metadata and rate, and no pixel cap for vLLM's processor
+    (the checkpoint's bounds, as on the hf path). Those, put through the checkpoint's processor
+    as vLLM hands them over (its own ``do_sample_frames`` marker aside), give the hf path's
+    tensors."""
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(
+        LLM=FakeLLM, SamplingParams=FakeSamplingParams, __version__="0.0.fake"))
+    frame_policy = named_frame_policy(policy)
+    backend = load_backend(str(model_dir), decoding=DecodingSettings(max_new_tokens=1),
+                           backend="vllm", max_pixels=frame_policy.processor_max_pixels)
+    sampled = sample_frames(videos["320x240"], policy=frame_policy)
+    request = Request("policy", "320x240", PROMPT, frames=sampled.frames, fps=sampled.sample_fps)
+    backend.generate([request])
+    (prompts, _), = backend.llm.calls
+    (prompt,) = prompts
+    (frames, metadata), = prompt["multi_modal_data"]["video"]
+    assert frames is request.frames and "mm_processor_kwargs" not in backend.engine_settings
+    metadata = {key: value for key, value in metadata.items() if key != "do_sample_frames"}
+    handed_over = backend.processor(text=[prompt["prompt"]], videos=[frames],
+                                    video_metadata=[metadata], return_tensors="pt",
+                                    **prompt["mm_processor_kwargs"])
+    assert_same_inputs(handed_over, backends[policy].processor_outputs([request]))
 
 
 @pytest.mark.parametrize(("clip", "frames", "size"), [

@@ -9,6 +9,8 @@ What it shares with :mod:`p2r_eval.models.hf`, by calling the same functions:
   plus ``do_sample_frames=False`` and the frames' rate (``fps``) as processor arguments, so
   that vLLM never samples again and Qwen2.5-VL's temporal position ids see the real rate;
 - the pixel cap: passed to vLLM's processor as ``max_pixels`` where the processor has one;
+  under a named input policy (:mod:`p2r_eval.input_policies`) the frames arrive already
+  resized and no cap is passed, so both backends' processors keep the checkpoint's bounds;
 - stop ids, and decoding of the generated ids (special tokens kept, cut at the first end id).
 
 Decoding follows :class:`DecodingSettings`: greedy is ``temperature=0``; sampling uses its
