@@ -126,7 +126,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         previous = RunStore(run_folder).read_results()
         loaded_tasks = [load_task(name, settings.data_root) for name in settings.tasks]
         task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
-        check_resumable(previous, settings_record(settings, {}), task_data, run_folder)
+        check_resumable(previous, settings_record(settings, {}), task_data, run_folder,
+                        model_spec=settings.model_spec)
     except (RunStoreError, AnnotationError, FileNotFoundError) as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START

@@ -460,29 +460,35 @@ def run_differences(
     model_fingerprint: dict[str, Any] | None = None,
     *,
     resuming: bool = True,
+    model_spec: str | None = None,
 ) -> list[str]:
     """What makes this run another one than the run recorded in ``previous``: the model (when
     loaded), a setting that changes outputs, or the data of a task both have. ``resuming``: the
     limit may change (a resumed run covers more or fewer items; each done item carries its
-    content hash). Settings recorded from the loaded backend are compared once it is loaded."""
+    content hash). Settings recorded from the loaded backend are compared once it is loaded;
+    before that, ``model_spec`` (the model asked for) stands in for the model."""
     recorded = recorded_identity(previous)
     now = RunIdentity(model_fingerprint, outcome_settings(settings_json), task_data)
     ignore = set(RESUMABLE_SETTINGS) if resuming else set()
     if model_fingerprint is None:
         ignore |= set(recorded.settings) - set(now.settings)
     shared = [task for task in task_data if task in recorded.task_data]
-    return identity_differences(recorded, now, ignore=ignore, tasks=shared)
+    differences = identity_differences(recorded, now, ignore=ignore, tasks=shared)
+    if model_spec is not None and model_spec != (previous.get("model") or {}).get("spec"):
+        differences.insert(0, "model")
+    return differences
 
 
 def check_resumable(
     previous: dict[str, Any] | None, settings_json: dict[str, Any], task_data: dict[str, Any],
-    root: Path, model_fingerprint: dict[str, Any] | None = None,
+    root: Path, model_fingerprint: dict[str, Any] | None = None, model_spec: str | None = None,
 ) -> None:
     """Refuse to mix two different runs in one folder, naming what differs (see
     :func:`run_differences`)."""
     if previous is None:
         return
-    differences = run_differences(previous, settings_json, task_data, model_fingerprint)
+    differences = run_differences(previous, settings_json, task_data, model_fingerprint,
+                                  model_spec=model_spec)
     if differences:
         raise RunStoreError(
             f"{root} holds a run with different {'; '.join(differences)}; resume it with the "
@@ -556,9 +562,12 @@ def run_evaluation(
         analysis_sections = []
         grading = GradingJudge(judge) if judge is not None else None
         usage_at_start = backend_usage(backend)
+        judge_usage_at_start = judge.usage().as_dict() if judge is not None else None
         for loaded in loaded_tasks:
             outcome = evaluate_task(loaded, backend, store, settings, grading, show_progress,
                                     decode_pool)
+            earlier_time = results["tasks"].get(outcome.name, {}).get("wall_time_s") or 0.0
+            outcome.entry["wall_time_s"] = round(outcome.entry["wall_time_s"] + earlier_time, 3)
             results["tasks"][outcome.name] = outcome.entry
             if usage_at_start is not None:
                 results["backend_usage"] = run_usage(backend_usage(backend), usage_at_start,
@@ -568,7 +577,9 @@ def run_evaluation(
             if on_task_done:
                 on_task_done(results)
         if judge is not None:
-            results["judge"] = {"config": judge.describe(), "usage": judge.usage().as_dict(),
+            earlier_usage = ((previous or {}).get("judge") or {}).get("usage") or {}
+            usage = run_usage(judge.usage().as_dict(), judge_usage_at_start, earlier_usage)
+            results["judge"] = {"config": judge.describe(), "usage": usage,
                                 "gave_up": grading.gave_up}
         # analysis.md first: once results.json says finished, a re-run does nothing, so a
         # crash between the two must leave the run unfinished, not analysis.md missing.
