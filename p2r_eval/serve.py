@@ -7,12 +7,14 @@ It speaks the subset of vLLM's protocol that the openai backend sends
 frames in any format PIL reads, so PNG frames are lossless) and the prompt text; the frames'
 rate from ``media_io_kwargs.video.fps`` (or ``mm_processor_kwargs.fps``); greedy or sampled
 decoding. The model sees exactly what the hf backend would give it for the same request.
-Anything it would have to ignore or approximate (a remote media URL, a second image, frames to
-drop or resample, another pixel cap than the server's, top-k, a repetition penalty, n > 1,
-streaming) is refused with a 400 that says why, never silently changed.
+The pixel cap is the request's ``mm_processor_kwargs.max_pixels`` (none: the processor's own
+bounds), applied as the hf backend applies ``--max-pixels``. Anything it would have to ignore
+or approximate (a remote media URL, a second image, frames to drop or resample, top-k, a
+repetition penalty, n > 1, streaming) is refused with a 400 that says why, never silently
+changed.
 
 Concurrent requests are batched: a worker thread takes whatever requests are waiting (up to
-``--max-batch-size``), groups them by decoding settings and runs each group as one
+``--max-batch-size``), groups them by decoding settings and pixel cap and runs each group as one
 left-padded generate call (the hf backend's batching, whose outputs equal one-at-a-time
 generation). ``GET /v1/models`` describes the served checkpoint, with its hashes, so that a
 client can tell replicas of one checkpoint from different ones.
@@ -149,9 +151,9 @@ def video_fps(body: dict[str, Any]) -> float:
     return float(fps)
 
 
-def check_media_settings(body: dict[str, Any], frames: np.ndarray | None,
-                         max_pixels: int | None) -> None:
-    """Refuse media settings this server would not honour exactly."""
+def requested_max_pixels(body: dict[str, Any], frames: np.ndarray | None) -> int | None:
+    """The pixel cap the request asks for (None: the processor's own bounds), after refusing
+    media settings this server would not honour exactly."""
     media_io = (body.get("media_io_kwargs") or {}).get("video") or {}
     num_frames = media_io.get("num_frames", -1)
     if frames is not None and num_frames not in (-1, None) and num_frames < len(frames):
@@ -163,10 +165,10 @@ def check_media_settings(body: dict[str, Any], frames: np.ndarray | None,
     unknown = sorted(set(processor) - {"fps", "do_sample_frames", "max_pixels"})
     if unknown:
         raise InvalidRequest(f"mm_processor_kwargs {unknown} not supported")
-    wanted = processor.get("max_pixels")
-    if wanted is not None and wanted != max_pixels:
-        raise InvalidRequest(f"this server caps frames at max_pixels={max_pixels} (p2r-eval "
-                             f"serve --max-pixels); the request asks for {wanted}")
+    max_pixels = processor.get("max_pixels")
+    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
+        raise InvalidRequest(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    return max_pixels
 
 
 # Fields that change outputs when set to anything but their neutral value.
@@ -214,10 +216,19 @@ def decoding_of(body: dict[str, Any], default_max_tokens: int) -> DecodingSettin
                             top_p=top_p, seed=seed)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What a request's outputs depend on besides its inputs: requests that share it can
+    share a generate call."""
+
+    decoding: DecodingSettings
+    max_pixels: int | None
+
+
 def parse_chat_request(
-    body: Any, served_name: str, max_pixels: int | None, default_max_tokens: int
-) -> tuple[Request, DecodingSettings]:
-    """The hf request and decoding settings a chat-completions body stands for."""
+    body: Any, served_name: str, default_max_tokens: int
+) -> tuple[Request, Settings]:
+    """The hf request a chat-completions body stands for, and its settings."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     if body.get("model") not in (None, served_name):
@@ -225,18 +236,18 @@ def parse_chat_request(
     decoding = decoding_of(body, default_max_tokens)
     system, content = split_messages(body.get("messages"))
     turn = parse_user_turn(content)
-    check_media_settings(body, turn.frames, max_pixels)
+    max_pixels = requested_max_pixels(body, turn.frames)
     fps = video_fps(body) if turn.frames is not None else None
     request = Request(task="served", item_id=uuid.uuid4().hex, prompt=turn.prompt,
                       frames=turn.frames, fps=fps, image=turn.image, system=system)
-    return request, decoding
+    return request, Settings(decoding, max_pixels)
 
 
 # -- batching ------------------------------------------------------------------------------
 @dataclass
 class Pending:
     request: Request
-    decoding: DecodingSettings
+    settings: Settings
     future: Future
 
 
@@ -248,11 +259,12 @@ class Batcher:
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.waiting: queue.Queue[Pending] = queue.Queue()
+        self.by_max_pixels: dict[int | None, Any] = {}
         threading.Thread(target=self._run, name="p2r-serve-batcher", daemon=True).start()
 
-    def submit(self, request: Request, decoding: DecodingSettings) -> Future:
+    def submit(self, request: Request, settings: Settings) -> Future:
         future: Future = Future()
-        self.waiting.put(Pending(request, decoding, future))
+        self.waiting.put(Pending(request, settings, future))
         return future
 
     def _next_batch(self) -> list[Pending]:
@@ -267,20 +279,26 @@ class Batcher:
     def _run(self) -> None:
         while True:
             batch = self._next_batch()
-            groups: dict[DecodingSettings, list[Pending]] = {}
+            groups: dict[Settings, list[Pending]] = {}
             for pending in batch:
-                groups.setdefault(pending.decoding, []).append(pending)
-            for decoding, group in groups.items():
-                self._generate(decoding, group)
+                groups.setdefault(pending.settings, []).append(pending)
+            for settings, group in groups.items():
+                self._generate(settings, group)
 
-    def _generate(self, decoding: DecodingSettings, group: list[Pending]) -> None:
+    def _backend_for(self, settings: Settings) -> Any:
+        if settings.max_pixels not in self.by_max_pixels:
+            self.by_max_pixels[settings.max_pixels] = self.backend.with_max_pixels(
+                settings.max_pixels)
+        return self.by_max_pixels[settings.max_pixels].with_decoding(settings.decoding)
+
+    def _generate(self, settings: Settings, group: list[Pending]) -> None:
         try:
-            generations = self.backend.with_decoding(decoding).generate_counted(
+            generations = self._backend_for(settings).generate_counted(
                 [pending.request for pending in group])
         except Exception as error:  # noqa: BLE001 - reported to the requests that caused it
             if len(group) > 1:
                 for pending in group:
-                    self._generate(decoding, [pending])
+                    self._generate(settings, [pending])
                 return
             log.exception("generation failed")
             group[0].future.set_exception(error)
@@ -341,17 +359,17 @@ def build_app(backend: Any, served_name: str, max_batch_size: int = 8) -> Any:
     async def chat_completions(http_request: HTTPRequest) -> JSONResponse:
         try:
             body = await http_request.json()
-            request, decoding = await run_in_threadpool(
-                parse_chat_request, body, served_name, backend.max_pixels, default_max_tokens)
+            request, settings = await run_in_threadpool(
+                parse_chat_request, body, served_name, default_max_tokens)
         except (InvalidRequest, ValueError) as error:
             return JSONResponse(error_body(str(error), "invalid_request_error"), status_code=400)
         try:
-            generation = await asyncio.wrap_future(batcher.submit(request, decoding))
+            generation = await asyncio.wrap_future(batcher.submit(request, settings))
         except Exception as error:  # noqa: BLE001 - the client gets the reason
             message = f"generation failed: {type(error).__name__}: {error}"
             return JSONResponse(error_body(message, "server_error"), status_code=500)
         return JSONResponse(completion_response(served_name, generation,
-                                                decoding.max_new_tokens))
+                                                settings.decoding.max_new_tokens))
 
     return app
 
@@ -376,9 +394,6 @@ def add_subcommands(subparsers: Any) -> None:
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
-    parser.add_argument("--max-pixels", type=int, default=256 * 28 * 28,
-                        help="pixels per frame after resizing, as p2r-eval --max-pixels "
-                             "(default 256*28*28); requests must ask for the same")
     parser.add_argument("--max-new-tokens", type=int, default=1024,
                         help="tokens generated when a request sets no limit (default 1024)")
     parser.add_argument("--max-batch-size", type=int, default=8,
@@ -406,7 +421,6 @@ def _serve_command(args: argparse.Namespace) -> int:
 
     try:
         backend = HFBackend(resolve_model(args.model), device=args.device,
-                            max_pixels=args.max_pixels,
                             decoding=DecodingSettings(max_new_tokens=args.max_new_tokens))
     except BackendError as error:
         print(f"p2r-eval serve: {error}")

@@ -452,6 +452,21 @@ class HFBackend:
         other._decoding = decoding
         return other
 
+    def with_max_pixels(self, max_pixels: int | None) -> HFBackend:
+        """This backend (the same loaded model) capping frames at ``max_pixels`` (None: the
+        processor's own bounds, those of a backend loaded without a cap)."""
+        if max_pixels == self.max_pixels:
+            return self
+        if self.max_pixels is not None:
+            raise BackendError(f"{self.model_path}: loaded with max_pixels={self.max_pixels}; "
+                               f"cannot serve max_pixels={max_pixels}")
+        other = copy.copy(self)
+        other.processor = copy.copy(self.processor)
+        other.max_pixels = applicable_max_pixels(other.processor, max_pixels, self.model_path)
+        if other.max_pixels is not None:
+            limit_pixels(other.processor, other.max_pixels)
+        return other
+
     def generate(self, requests: Sequence[Request]) -> list[str]:
         """One output per request, in order; one generate call per stackable group."""
         return [generation.text for generation in self.generate_counted(requests)]
