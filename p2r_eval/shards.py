@@ -74,6 +74,7 @@ def check_shards_agree(results: Sequence[dict[str, Any]]) -> None:
 
 def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
     """Merge the ``count`` shards of ``output`` once all have finished; None until then."""
+    from p2r_eval.analysis import render_analysis_table
     from p2r_eval.evaluate import check_samples_match_items, limited, task_entry
     from p2r_eval.run_identity import item_hashes
 
@@ -99,16 +100,34 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
             check_samples_match_items(store, name, samples, item_hashes(loaded))
             merging.append((name, loaded, samples))
         mark_unfinished(store)
+        analysis_sections = []
         for name, loaded, samples in merging:
             items = limited(loaded.items, settings["limit"])
             write_samples_in_order(store, name, items, samples)
-            entry, _ = task_entry(loaded, items, samples, settings["protocol"],
-                                  settings["prompt_style"])
+            verdicts = merged_verdicts(output, count, name)
+            sufficient = {item_id: verdict.get("sufficient") for item_id, verdict in
+                          verdicts.items()}
+            entry, analysis = task_entry(loaded, items, samples, settings["protocol"],
+                                         settings["prompt_style"], sufficient or None)
+            if verdicts:
+                store.write_verdicts(name, verdicts)
             entry["wall_time_s"] = max(r["tasks"][name]["wall_time_s"] for r in shard_results)
             merged["tasks"][name] = entry
+            analysis_sections.append(f"## {name}\n\n{render_analysis_table(analysis)}\n")
+        # as in a single-process run: analysis.md before results.json says finished
+        (output / "analysis.md").write_text(
+            "# Process analysis\n\n" + "\n".join(analysis_sections), encoding="utf-8")
         merged["finished_at"] = max(r["finished_at"] for r in shard_results)
         store.write_results(merged)
     return merged
+
+
+def merged_verdicts(output: Path, count: int, task: str) -> dict[str, Any]:
+    """The observation-sufficiency verdicts (``--attribute-errors``) the shards recorded."""
+    verdicts: dict[str, Any] = {}
+    for index in range(count):
+        verdicts.update(RunStore(shard_dir(output, (index, count))).read_verdicts(task))
+    return verdicts
 
 
 def mark_unfinished(store: RunStore) -> None:

@@ -298,3 +298,22 @@ def test_a_full_disk_stops_the_run_with_its_own_exit_code_and_the_rerun_resumes(
     assert 0 < saved_lines(stopped) < MVBENCH_ITEMS
     assert main(replay_args(data_root, stopped)) == 0
     assert_same_run(stopped, reference, TASKS)
+
+
+def test_a_tasks_wall_time_adds_up_the_processes_that_worked_on_it(data_root, tmp_path):
+    """Killed once mvbench is finished (its entry written), then resumed: mvbench's wall time
+    keeps the first process's time instead of only the resumed pass's."""
+    run = tmp_path / "run"
+
+    def mvbench_entry() -> dict[str, Any] | None:
+        try:
+            results = json.loads((run / "results.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return results["tasks"].get("mvbench")
+
+    run_and_kill(p2r_eval_command(*replay_args(data_root, run)), lambda: bool(mvbench_entry()),
+                 env=subprocess_env(), cwd=REPO_ROOT, poll_s=0.002)
+    first_process = mvbench_entry()["wall_time_s"]
+    assert main(replay_args(data_root, run)) == 0
+    assert mvbench_entry()["wall_time_s"] >= first_process > 0

@@ -186,6 +186,7 @@ def test_an_exhausted_retry_budget_stops_judging_and_a_rerun_finishes_without_re
     results = json.loads((output / "results.json").read_text())
     assert results["tasks"]["mmvu"]["n_judge_pending"] == 9
     assert "gave up after 2 attempts" in results["judge"]["gave_up"]
+    assert results["judge"]["usage"]["calls"] == 7
 
     with FakeJudgeServer(api_key=KEY) as server:
         assert main(eval_args(judged_task, server, output, cache)) == 0
@@ -198,6 +199,7 @@ def test_an_exhausted_retry_budget_stops_judging_and_a_rerun_finishes_without_re
     assert scores(output) == scores(base / "reference")
     results = json.loads((output / "results.json").read_text())
     assert results["tasks"]["mmvu"]["n_judge_pending"] == 0
+    assert results["judge"]["usage"]["calls"] == 7 + 9  # both processes' calls
 
     with FakeJudgeServer(api_key=KEY) as server:
         capsys.readouterr()

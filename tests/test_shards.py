@@ -38,6 +38,7 @@ def test_two_shard_processes_merge_into_the_single_process_run(tmp_path):
         for key in ("score", "n", "n_scored", "n_errors", "breakdown", "analysis"):
             assert merged["tasks"][name][key] == entry[key], (name, key)
     assert samples(sharded) == samples(single)
+    assert (sharded / "analysis.md").read_text() == (single / "analysis.md").read_text()
 
 
 def test_each_item_lands_in_exactly_one_shard():
