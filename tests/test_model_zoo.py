@@ -18,6 +18,7 @@ import transformers
 import yaml
 
 from p2r_eval.cli import build_eval_parser
+from p2r_eval.cli_settings import input_policy_from_args
 from p2r_eval.models import HUB_ID
 from p2r_eval.models.base import DecodingSettings, Request
 from p2r_eval.models.hf import HFBackend, stackable_groups, stacks_videos
@@ -139,10 +140,13 @@ def test_zoo_commands_parse_with_the_real_cli(model) -> None:  # noqa: ANN001
     argv = shlex.split(eval_command(model))
     assert argv[0] == "p2r-eval"
     args = build_eval_parser().parse_args(argv[1:])
-    assert (args.prompt, args.protocol, args.frames) == (model.prompt, model.protocol,
-                                                         model.frames)
-    if model.max_pixels is not None:
-        assert args.max_pixels == model.max_pixels
+    assert (args.prompt, args.protocol, args.input_policy) == (model.prompt, model.protocol,
+                                                               model.input_policy)
+    assert (args.frames, args.max_pixels) == (model.frames, model.max_pixels)
+    policy = input_policy_from_args(args)
+    assert policy.input_policy == model.input_policy
+    if model.frames is not None:
+        assert policy.num_frames == model.frames
     assert args.model == (model.hub_id or "CHECKPOINT_DIR")
 
 
@@ -151,17 +155,22 @@ def test_zoo_follows_the_training_formats() -> None:
     assert find_model("videop2r (ours)").prompt == "p2r"
     assert find_model("Qwen/Qwen2.5-VL-7B-Instruct").name == "Qwen2.5-VL-7B"
     assert eval_command(find_model("LongVA-7B")) is None
+    assert {m.input_policy for m in load_zoo() if m.protocol == "video-r1"} == {"video-r1"}
     with pytest.raises(ZooError, match="no model 'GPT-5'.*Video-R1"):
         find_model("GPT-5")
 
 
 def test_malformed_zoo_entries_are_named(tmp_path: Path) -> None:
     entry = {"name": "X", "hub_id": None, "architecture": "A", "backend": "hf",
-             "prompt": "cot", "protocol": "video-r1", "frames": 0, "max_pixels": None,
-             "code": "-", "prompt_reason": "-"}
+             "prompt": "cot", "protocol": "video-r1", "input_policy": "uniform", "frames": 0,
+             "max_pixels": None, "policy_reason": "-", "code": "-", "prompt_reason": "-"}
     path = tmp_path / "zoo.yaml"
     path.write_text(yaml.safe_dump({"models": [entry]}))
     with pytest.raises(ZooError, match=r"models\[0\] \(X\): prompt 'cot'.*frames must be"):
+        load_zoo(path)
+    path.write_text(yaml.safe_dump({"models": [{**entry, "prompt": "r1",
+                                                "input_policy": "video-r1", "frames": 16}]}))
+    with pytest.raises(ZooError, match="frames and max_pixels belong to the uniform policy"):
         load_zoo(path)
     path.write_text(yaml.safe_dump({"models": [{**entry, "speed": 1}]}))
     with pytest.raises(ZooError, match="unknown fields speed"):

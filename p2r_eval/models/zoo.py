@@ -1,5 +1,5 @@
 """The paper's models as data (``zoo.yaml``): hub id, architecture, prompt style, protocol
-and frame settings of each row of the main table, and the command that evaluates it."""
+and input policy of each row of the main table, and the command that evaluates it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from p2r_eval.input_policies import INPUT_POLICY_NAMES, UNIFORM
 from p2r_eval.prompts import STYLE_TEMPLATES
 
 ZOO_FILE = Path(__file__).with_name("zoo.yaml")
@@ -30,10 +31,12 @@ class ZooModel:
     backend: str
     prompt: str
     protocol: str
-    frames: int
-    max_pixels: int | None
+    input_policy: str
+    policy_reason: str
     code: str
     prompt_reason: str
+    frames: int | None = None
+    max_pixels: int | None = None
     notes: str = ""
 
 
@@ -62,8 +65,14 @@ def model_problems(model: ZooModel) -> list[str]:
         problems.append(f"backend {model.backend!r} is not one of {', '.join(ZOO_BACKENDS)}")
     if model.protocol not in ZOO_PROTOCOLS:
         problems.append(f"protocol {model.protocol!r} is not one of {', '.join(ZOO_PROTOCOLS)}")
-    if not is_positive_int(model.frames):
+    if model.input_policy not in INPUT_POLICY_NAMES:
+        problems.append(f"input_policy {model.input_policy!r} is not one of "
+                        f"{', '.join(INPUT_POLICY_NAMES)}")
+    elif model.input_policy == UNIFORM and not is_positive_int(model.frames):
         problems.append(f"frames must be a positive integer, got {model.frames!r}")
+    elif model.input_policy != UNIFORM and (model.frames, model.max_pixels) != (None, None):
+        problems.append(f"frames and max_pixels belong to the uniform policy, not to "
+                        f"{model.input_policy}")
     if model.max_pixels is not None and not is_positive_int(model.max_pixels):
         problems.append(f"max_pixels must be null or a positive integer, got {model.max_pixels!r}")
     return problems
@@ -110,8 +119,10 @@ def eval_command(model: ZooModel) -> str | None:
         f"p2r-eval --model {checkpoint}",
         f"--prompt {model.prompt}",
         f"--protocol {model.protocol}",
-        f"--frames {model.frames}",
+        f"--input-policy {model.input_policy}",
     ]
+    if model.frames is not None:
+        parts.append(f"--frames {model.frames}")
     if model.max_pixels is not None:
         parts.append(f"--max-pixels {model.max_pixels}")
     parts.append("--tasks all --data-root DATA_ROOT")
@@ -127,14 +138,21 @@ def markdown_cell(value: object) -> str:
 def zoo_table(models: tuple[ZooModel, ...] | None = None) -> str:
     """The zoo as a markdown table, one row per model, in table order."""
     models = models if models is not None else load_zoo()
-    header = ("Model", "Hub id", "Architecture", "Backend", "Prompt", "Protocol", "Frames",
-              "Max pixels")
+    header = ("Model", "Hub id", "Architecture", "Backend", "Prompt", "Protocol",
+              "Input policy")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in models:
         cells = (model.name, model.hub_id and f"`{model.hub_id}`", model.architecture,
-                 model.backend, model.prompt, model.protocol, model.frames, model.max_pixels)
+                 model.backend, model.prompt, model.protocol, policy_label(model))
         lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + " |")
     return "\n".join(lines)
+
+
+def policy_label(model: ZooModel) -> str:
+    """The input policy, with its frame count where the policy is uniform."""
+    if model.input_policy != UNIFORM:
+        return model.input_policy
+    return f"uniform, {model.frames} frames"
 
 
 def model_details(model: ZooModel) -> str:
@@ -148,8 +166,8 @@ def model_details(model: ZooModel) -> str:
         f"  prompt:       {model.prompt}",
         f"  why:          {model.prompt_reason}",
         f"  protocol:     {model.protocol}",
-        f"  frames:       {model.frames}",
-        f"  max pixels:   {model.max_pixels if model.max_pixels is not None else 'n/a'}",
+        f"  input policy: {policy_label(model)}",
+        f"  why:          {model.policy_reason}",
         f"  code:         {model.code}",
     ]
     if model.notes:
