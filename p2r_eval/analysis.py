@@ -29,25 +29,21 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from tabulate import tabulate
 
+from p2r_eval.answer_types import ANSWER_TYPE_RECORDS
 from p2r_eval.judge.prompts import option_letter
 from p2r_eval.judge.verdicts import Verdict
 from p2r_eval.scoring import parse_number
 from p2r_eval.template import TAGS, parse
 
-CORRECT_THRESHOLDS: dict[str, float] = {
-    "multiple choice": 1.0,
-    "numerical": 1.0,
-    "regression": 0.5,
-    "OCR": 0.5,
-    "free-form": 0.5,
-    "open-ended": 0.5,
-}
-LETTER_ANSWER_TYPES = ("multiple choice",)
-NUMBER_ANSWER_TYPES = ("numerical", "regression")
+CORRECT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
+    {name: record.correct_threshold for name, record in ANSWER_TYPE_RECORDS.items()}
+)
+"""Each answer type's ``correct_threshold`` (:mod:`p2r_eval.answer_types`)."""
 ALL_LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 _STANDALONE_CAPITAL = re.compile(r"(?<![A-Za-z0-9])([A-Z])(?![A-Za-z0-9])")
@@ -134,20 +130,23 @@ def think_answer_check(
 ) -> ThinkAnswerCheck:
     """Whether the conclusion reached in ``<think>`` is the answer given in ``<answer>``.
 
-    Segments are those of :func:`p2r_eval.template.parse`. The conclusion of the think text:
-    multiple choice, the last option letter it commits to (:func:`last_committed_letter`);
-    numerical and regression, the last number in it (:func:`last_number`). The answer: the
+    Segments are those of :func:`p2r_eval.template.parse`. The conclusion of the think text,
+    by the answer type's ``think_answer_form``: a letter (multiple choice), the last option
+    letter it commits to (:func:`last_committed_letter`); a number (numerical, regression),
+    the last number in it (:func:`last_number`). The answer: the
     option letter of the answer segment (:func:`answer_letter`), or its number (the whole
     answer when it parses as one, else its last number). Letters must be equal; numbers must
     agree (:func:`numbers_agree`). Undetermined when the think or answer segment is missing,
     or nothing can be extracted from one of them; n/a for other answer types.
     """
-    if answer_type not in LETTER_ANSWER_TYPES + NUMBER_ANSWER_TYPES:
+    record = ANSWER_TYPE_RECORDS.get(answer_type)
+    form = record.think_answer_form if record is not None else None
+    if form is None:
         return ThinkAnswerCheck(NOT_APPLICABLE)
     segments = parse(output)
     if segments.think is None or segments.answer is None:
         return ThinkAnswerCheck(UNDETERMINED)
-    if answer_type in LETTER_ANSWER_TYPES:
+    if form == "letter":
         letters = option_letters(options)
         conclusion = last_committed_letter(segments.think, letters)
         answer = answer_letter(segments.answer, letters)

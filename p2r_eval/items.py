@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ANSWER_TYPES = ("multiple choice", "numerical", "regression", "OCR", "free-form", "open-ended")
+from p2r_eval.answer_types import ANSWER_TYPES
+
 MEDIA_TYPES = ("video", "frames", "image", "none")
 
 

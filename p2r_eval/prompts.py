@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from p2r_eval.answer_types import ANSWER_TYPE_RECORDS, answer_type
 from p2r_eval.items import Item
 from p2r_eval.template import PROCESS_AWARE_TAGS, THINK_ANSWER_TAGS
 from p2r_eval.unicode_text import valid_unicode
@@ -43,19 +44,6 @@ P2R_QUESTION_TEMPLATE = (
 DIRECT_QUESTION_TEMPLATE = (
     "{Question}\nGive your final answer between the <answer> and </answer> tags."
 )
-
-TYPE_TEMPLATE = {
-    "multiple choice": " Please provide only the single option letter (e.g., A, B, C, D, etc.) "
-    "within the <answer> </answer> tags.",
-    "numerical": " Please provide the numerical value (e.g., 42 or 3.14) within the <answer> "
-    "</answer> tags.",
-    "regression": " Please provide the numerical value (e.g., 42 or 3.14) within the <answer> "
-    "</answer> tags.",
-    "OCR": " Please transcribe text from the image/video clearly and provide your text answer "
-    "within the <answer> </answer> tags.",
-    "free-form": " Please provide your text answer within the <answer> </answer> tags.",
-    "open-ended": " Please provide your text answer within the <answer> </answer> tags.",
-}
 
 STYLE_TEMPLATES = {
     "r1": R1_QUESTION_TEMPLATE,
@@ -93,7 +81,7 @@ def build_prompt(item: Item, style: str) -> str:
         choices = ", ".join(PROMPT_STYLES)
         raise ValueError(f"unknown prompt style {style!r}; choose one of {choices}")
     question = STYLE_TEMPLATES[style].format(Question=question_with_options(item))
-    return valid_unicode(question + TYPE_TEMPLATE[item.answer_type])
+    return valid_unicode(question + answer_type(item.answer_type).prompt_suffix)
 
 
 @lru_cache(maxsize=1)
@@ -119,7 +107,8 @@ def style_hash(style: str) -> str:
     if style == TEXT_ONLY_STYLE:
         material = probe_spec()["text_only_prefix"] + "".join(map(style_hash, STYLE_TEMPLATES))
         return hashlib.sha256(material.encode()).hexdigest()[:12]
-    type_texts = "".join(f"{k}={v}" for k, v in sorted(TYPE_TEMPLATE.items()))
+    type_texts = "".join(f"{name}={ANSWER_TYPE_RECORDS[name].prompt_suffix}"
+                         for name in sorted(ANSWER_TYPE_RECORDS))
     material = STYLE_TEMPLATES[style] + type_texts
     return hashlib.sha256(material.encode()).hexdigest()[:12]
 

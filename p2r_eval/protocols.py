@@ -23,9 +23,10 @@ from statistics import fmean
 from typing import Any
 
 from p2r_eval import official_scoring as official
+from p2r_eval.answer_types import answer_type, video_r1_item_score
 from p2r_eval.items import Item
 from p2r_eval.prompts import question_with_options
-from p2r_eval.scoring import VIDEO_R1_EVAL_RULES, extract_answer, video_r1_item_score
+from p2r_eval.scoring import extract_answer
 from p2r_eval.tasks import TaskSpec, task_spec
 
 PROTOCOLS = ("video-r1", "official")
@@ -78,7 +79,7 @@ def score_item(item: Item, output: str, protocol: str, judge: Any = None) -> Ite
 def video_r1_rule(item: Item, output: str, judge: Any) -> ItemScore:
     """Video-R1's ``reward_fn``; answer types it has no rule for are not scored."""
     extracted = extract_answer(output)
-    if item.answer_type not in VIDEO_R1_EVAL_RULES:
+    if answer_type(item.answer_type).eval_rule is None:
         return ItemScore(None, extracted, f"video-r1:{item.answer_type}",
                          "not scored: outside the Video-R1 protocol for this benchmark")
     score = video_r1_item_score(item.answer_type, output, item.solution)

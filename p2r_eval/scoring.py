@@ -1,5 +1,6 @@
 """Item-level scoring rules: one implementation each, shared by evaluation, CoT
-verification (training/annotate) and RL rewards (training/rewards).
+verification (training/annotate) and RL rewards (training/rewards). Which rule scores which
+answer type, in evaluation and in training, is in :mod:`p2r_eval.answer_types`.
 
 Every rule takes the extracted prediction and the extracted ground truth as strings and
 returns a float in [0, 1]. No rule raises on model text: an unparsable prediction scores 0.
@@ -110,7 +111,7 @@ def word_error_rate_score(prediction: str, truth: str) -> float:
 
 
 @lru_cache(maxsize=1)
-def _rouge_scorer():  # noqa: ANN202 - rouge_score has no types
+def _rouge_scorer():  # rouge_score has no types
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
@@ -123,36 +124,3 @@ def rouge_score(prediction: str, truth: str) -> float:
     scores = _rouge_scorer().score(truth, prediction)
     mean_f1 = sum(scores[name].fmeasure for name in ("rouge1", "rouge2", "rougeL")) / 3
     return min(max(mean_f1, 0.0), 1.0)
-
-
-def video_r1_item_score(answer_type: str, output: str, solution: str) -> float:
-    """Video-R1's evaluation score for one item (``reward_fn`` of its eval script).
-
-    ``output`` is the raw model output, ``solution`` the record's solution string; both go
-    through :func:`extract_answer`. Unknown answer types and any failure score 0.
-    """
-    prediction, truth = extract_answer(output), extract_answer(solution)
-    rule = VIDEO_R1_EVAL_RULES.get(answer_type)
-    if rule is None:
-        return 0.0
-    try:
-        return rule(prediction, truth)
-    except Exception:  # noqa: BLE001 - Video-R1 scores any exception as 0
-        return 0.0
-
-
-VIDEO_R1_EVAL_RULES = {
-    "multiple choice": exact_match,
-    "numerical": numerical_match,
-    "regression": mean_relative_accuracy,
-    "OCR": word_error_rate_score,
-    "free-form": rouge_score,
-}
-
-TRAINING_REWARD_RULES = {
-    "multiple choice": exact_match,
-    "numerical": numerical_match,
-    "regression": relative_error_reward,
-    "OCR": word_error_rate_score,
-    "free-form": rouge_score,
-}

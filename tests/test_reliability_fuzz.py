@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from p2r_eval import official_scoring as official
 from p2r_eval import scoring
 from p2r_eval.analysis import analyze_samples, render_analysis_table, think_answer_check
+from p2r_eval.answer_types import ANSWER_TYPE_RECORDS, video_r1_item_score
 from p2r_eval.items import ANSWER_TYPES
 from p2r_eval.judge.verdicts import Verdict, parse_verdict_reply
 from p2r_eval.protocols import PROTOCOLS, score_item
@@ -113,9 +114,10 @@ TEXT_RULES = [scoring.word_error_rate_score, scoring.rouge_score]
 def test_number_and_choice_rules_score_in_the_unit_interval(prediction, truth, answer_type):
     for rule in CHEAP_RULES:
         assert in_unit_interval(rule(prediction, truth))
-    assert in_unit_interval(scoring.video_r1_item_score(answer_type, prediction, truth))
-    if answer_type in scoring.TRAINING_REWARD_RULES and answer_type not in ("OCR", "free-form"):
-        assert in_unit_interval(scoring.TRAINING_REWARD_RULES[answer_type](
+    assert in_unit_interval(video_r1_item_score(answer_type, prediction, truth))
+    record = ANSWER_TYPE_RECORDS.get(answer_type)
+    if record and record.reward_rule and answer_type not in ("OCR", "free-form"):
+        assert in_unit_interval(record.reward_rule(
             extract_answer(prediction), extract_answer(truth)))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from p2r_eval.answer_types import answer_type
 from p2r_eval.cli import main
 from p2r_eval.input_policies import named_frame_policy
 from p2r_eval.items import Item
@@ -15,7 +16,7 @@ from p2r_eval.media import RequestBuilder
 from p2r_eval.models import BackendError, load_backend
 from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.hf import HFBackend
-from p2r_eval.prompts import R1_QUESTION_TEMPLATE, TYPE_TEMPLATE, build_prompt
+from p2r_eval.prompts import R1_QUESTION_TEMPLATE, build_prompt
 from p2r_eval.saved_inputs import inputs_path, load_model_inputs, save_model_inputs
 from p2r_eval.tasks import load_task
 
@@ -95,6 +96,7 @@ def test_multiple_choice_without_options_keeps_video_r1s_header() -> None:
                 answer_type="multiple choice", options=(), media=None, media_type="none")
     # Video-R1's eval_bench.py: problem + "Options:\n" + one line per option, even for none.
     question = "Which way?" + "Options:\n" + "".join(option + "\n" for option in item.options)
-    expected = R1_QUESTION_TEMPLATE.format(Question=question) + TYPE_TEMPLATE["multiple choice"]
+    suffix = answer_type("multiple choice").prompt_suffix
+    expected = R1_QUESTION_TEMPLATE.format(Question=question) + suffix
     assert question == "Which way?Options:\n"
     assert build_prompt(item, "r1") == expected

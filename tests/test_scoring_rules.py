@@ -2,6 +2,7 @@
 
 import pytest
 
+from p2r_eval.answer_types import video_r1_item_score
 from p2r_eval.scoring import (
     exact_match,
     extract_answer,
@@ -9,7 +10,6 @@ from p2r_eval.scoring import (
     numerical_match,
     relative_error_reward,
     rouge_score,
-    video_r1_item_score,
     word_error_rate_score,
 )
 

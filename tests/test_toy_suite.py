@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from p2r_train.annotate import main as annotate_main
 
+from p2r_eval.answer_types import video_r1_item_score
 from p2r_eval.judge import JudgeConfigError, JudgeError, make_judge
-from p2r_eval.scoring import video_r1_item_score
 from p2r_eval.tasks import TASK_NAMES, load_task, resolve_task_names
 from p2r_eval.template import TAGS, parse
 from p2r_eval.toy_suite import (

@@ -28,8 +28,9 @@ from p2r_train.rewards import (
 from p2r_train.segments import ProcessSplit, span_table
 from training_support import OPTIONS, fake_server_judge
 
+from p2r_eval.answer_types import reward_rule
 from p2r_eval.items import Item
-from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
+from p2r_eval.scoring import extract_answer
 from p2r_eval.template import parse
 
 GOOD = "<observation>A red ball rolls left.</observation><think>So A.</think><answer>A</answer>"
@@ -78,7 +79,7 @@ def test_format_rewards_per_process(text, perception, reasoning):
     ("OCR", "STOP HERE", "<answer>STOP THERE</answer>"),
 ])
 def test_reasoning_accuracy_is_the_scoring_rule(answer_type, answer, output):
-    rule = TRAINING_REWARD_RULES[answer_type]
+    rule = reward_rule(answer_type)
     expected = rule(extract_answer(output), answer)
     assert answer_accuracy_reward(output, item(answer_type, answer)) == expected
     assert answer_accuracy_reward("<answer>A</answer>", item()) == 1.0

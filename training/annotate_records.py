@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.answer_types import TRAINING_ANSWER_TYPES
 from p2r_eval.formats.paths import frames_folder_or_video, locate_media
 from p2r_eval.items import Item
 from p2r_eval.jsonio import NotUTF8Error, parse_json, utf8_text
@@ -29,7 +30,6 @@ from p2r_eval.runstore import jsonl_lines
 from p2r_eval.scoring import extract_answer
 from p2r_eval.template import parse
 
-PROBLEM_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "regression")
 DATA_TYPES = ("image", "video", "frame")
 """``frame``: a folder of frames, as Video-R1 names some MVBench clips (see
 :func:`p2r_eval.formats.paths.frames_folder_or_video`)."""
@@ -120,8 +120,8 @@ def record_problem(fields: dict[str, Any]) -> str | None:
             return f"field {name!r} must be a non-empty string"
     if fields.get("data_type") not in DATA_TYPES:
         return f"data_type {fields.get('data_type')!r} is not one of {', '.join(DATA_TYPES)}"
-    if fields.get("problem_type") not in PROBLEM_TYPES:
-        choices = ", ".join(PROBLEM_TYPES)
+    if fields.get("problem_type") not in TRAINING_ANSWER_TYPES:
+        choices = ", ".join(TRAINING_ANSWER_TYPES)
         return f"problem_type {fields.get('problem_type')!r} is not one of {choices}"
     options = fields.get("options")
     if options is not None and not (

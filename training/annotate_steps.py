@@ -7,7 +7,8 @@
 2. **Verification** (:func:`verify_output`): the output must follow the template exactly
    (``Segments.deviations`` over observation, think, answer) and its answer must score at
    least the problem type's threshold under the training reward rules
-   (``p2r_eval.scoring.TRAINING_REWARD_RULES``, shared with RL rewards and evaluation).
+   (the type's ``reward_rule`` in :mod:`p2r_eval.answer_types`, shared with RL rewards and
+   evaluation).
 3. **Observation sufficiency** (:func:`sufficiency_entry`): the judge's text-only verdict on
    whether the observation alone supports the correct answer.
 """
@@ -18,10 +19,9 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from p2r_train.annotate_records import PROBLEM_TYPES
-
+from p2r_eval.answer_types import ANSWER_TYPE_RECORDS, TRAINING_ANSWER_TYPES, reward_rule
 from p2r_eval.prompts import prompt_hash, style_hash
-from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
+from p2r_eval.scoring import extract_answer
 from p2r_eval.template import PROCESS_AWARE_TAGS, parse
 
 if TYPE_CHECKING:  # the judge package pulls in the API SDKs: imported when a judge runs
@@ -47,15 +47,14 @@ TEACHER_PROMPT_VERSION = (
 """Names the teacher's system prompt and the p2r prompt style; changes with either text."""
 
 DEFAULT_MIN_SCORES: dict[str, float] = {
-    "multiple choice": 1.0,
-    "numerical": 1.0,
-    "regression": 0.9,
-    "OCR": 0.8,
-    "free-form": 0.4,
+    name: record.cot_min_score
+    for name, record in ANSWER_TYPE_RECORDS.items()
+    if record.cot_min_score is not None
 }
-"""p2r's default thresholds (the paper does not publish its own): exact answers for multiple
-choice and numerical; within 10% relative error for regression; word error rate at most 20%
-for OCR; mean ROUGE-1/2/L F1 of at least 0.4 for free-form answers."""
+"""p2r's default thresholds, each answer type's ``cot_min_score`` (the paper does not publish
+its own): exact answers for multiple choice and numerical; within 10% relative error for
+regression; word error rate at most 20% for OCR; mean ROUGE-1/2/L F1 of at least 0.4 for
+free-form answers."""
 SCORE_TOLERANCE = 1e-9
 """A score this close below its threshold passes: 1 - 0.2 computed in floats must not fail 0.8."""
 
@@ -76,9 +75,9 @@ def parse_min_scores(specs: list[str]) -> dict[str, float]:
         for part in filter(None, (p.strip() for p in spec.split(","))):
             name, separator, value = part.rpartition("=")
             name = name.strip()
-            if not separator or name not in PROBLEM_TYPES:
+            if not separator or name not in TRAINING_ANSWER_TYPES:
                 raise ValueError(f"--min-score {part!r}: expected TYPE=VALUE with TYPE one of "
-                                 f"{', '.join(PROBLEM_TYPES)}")
+                                 f"{', '.join(TRAINING_ANSWER_TYPES)}")
             try:
                 threshold = float(value)
             except ValueError:
@@ -114,7 +113,7 @@ def verify_output(
     """Template check, then the problem type's training reward rule against its threshold."""
     deviations = parse(output).deviations(PROCESS_AWARE_TAGS)
     prediction, truth = extract_answer(output), extract_answer(solution)
-    rule = TRAINING_REWARD_RULES[problem_type]
+    rule = reward_rule(problem_type)
     score = float(rule(prediction, truth))
     threshold = min_scores[problem_type]
     if deviations:

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.answer_types import TRAINING_ANSWER_TYPES
 from p2r_eval.items import Item, item_to_row
 from p2r_eval.runstore import jsonl_lines
-from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
+from p2r_eval.scoring import extract_answer
 from p2r_eval.template import TAGS, parse
 
 REQUIRED_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "solution", "path")
@@ -70,10 +71,10 @@ def record_to_item(record: dict[str, Any], media_root: Path, *, index: int = 0) 
             f"{_where(record, index)}: data_type {data_type!r} is not one of {sorted(DATA_TYPES)}"
         )
     answer_type = record["problem_type"]
-    if answer_type not in TRAINING_REWARD_RULES:
+    if answer_type not in TRAINING_ANSWER_TYPES:
         raise TrainingDataError(
             f"{_where(record, index)}: problem_type {answer_type!r} is not one of "
-            f"{sorted(TRAINING_REWARD_RULES)}"
+            f"{sorted(TRAINING_ANSWER_TYPES)}"
         )
     options = record.get("options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):

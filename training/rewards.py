@@ -10,8 +10,8 @@ perception_format      1 when a single, non-empty, closed observation block come
 perception_length      ``length_bonus`` when the perception segment has 128-320 tokens *and*
                        perception_accuracy is 1
 reasoning_accuracy     the evaluation's scoring rule for the item's answer type
-                       (:data:`p2r_eval.scoring.TRAINING_REWARD_RULES`: exact match, ROUGE,
-                       WER, relative error) on the extracted answer
+                       (its ``reward_rule`` in :mod:`p2r_eval.answer_types`: exact match,
+                       ROUGE, WER, relative error) on the extracted answer
 reasoning_format       1 when ``<think>`` then ``<answer>`` are well formed after the
                        observation (no missing/empty/unclosed/duplicate/stray tag, no
                        nesting, order kept, no text outside the blocks)
@@ -51,10 +51,11 @@ from typing import Any
 import torch
 from p2r_train.segments import ProcessSplit
 
+from p2r_eval.answer_types import reward_rule
 from p2r_eval.items import Item
 from p2r_eval.judge.base import JudgeError
 from p2r_eval.judge.verdicts import SufficiencyQuery
-from p2r_eval.scoring import TRAINING_REWARD_RULES, extract_answer
+from p2r_eval.scoring import extract_answer
 from p2r_eval.template import TAGS, THINK_ANSWER_TAGS, Segments, parse
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def template_format_reward(segments: Segments) -> float:
 
 def answer_accuracy_reward(output: str, item: Item) -> float:
     """The evaluation's rule for the item's answer type, on ``extract_answer`` of both sides."""
-    rule = TRAINING_REWARD_RULES[item.answer_type]
+    rule = reward_rule(item.answer_type)
     return float(rule(extract_answer(output), extract_answer(item.solution)))
 
 
