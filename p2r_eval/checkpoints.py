@@ -214,17 +214,22 @@ def evaluated_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path
 
 def write_checkpoint_reports(run_dir: Path, evaluated: list[tuple[int, Path]]) -> list[Path]:
     """The leaderboard with a row per checkpoint and the scores-by-step plot."""
-    from p2r_eval.leaderboard import load_table, write_leaderboards
+    from p2r_eval.leaderboard import OWN_TABLES, load_table, write_leaderboards
     from p2r_eval.plots import plot_scores_by_step
 
     if not evaluated:
         return []
     folder = eval_dir(run_dir)
-    paths = write_leaderboards([run for _, run in evaluated], folder / "leaderboards",
-                               names=[f"step {step}" for step, _ in evaluated])
+    scored = {task for _, run in evaluated for task in (RunStore(run).read_results() or {})
+              .get("tasks", {})}
+    tables = ["main", *(name for task, name in OWN_TABLES.items() if task in scored)]
+    paths = [path for name in tables
+             for path in write_leaderboards([run for _, run in evaluated], folder / "leaderboards",
+                                            name, names=[f"step {step}" for step, _ in evaluated])]
     table = load_table("main")
+    columns = [column for name in tables for column in load_table(name).columns]
     scores = {column.label: [(step, _task_score(run, column.task)) for step, run in evaluated]
-              for column in table.columns}
+              for column in columns}
     references = {name: {column.label: _float(value) for column, value
                          in zip(table.columns, table.row(name).scores, strict=True)}
                   for name in REFERENCE_ROWS}

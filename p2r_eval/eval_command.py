@@ -229,11 +229,13 @@ def finish_shard(results: dict[str, Any], output: Path, settings: EvalSettings) 
 
 
 def regenerate_leaderboards(output: Path) -> None:
-    """Write the paper's tables with this run as a row into OUTPUT/leaderboards."""
-    from p2r_eval.leaderboard import write_leaderboards
+    """Write the paper's main table (and the toy suite's, when the run scored it) with this
+    run as a row into OUTPUT/leaderboards."""
+    from p2r_eval.leaderboard import read_run, tables_of_run, write_leaderboards
 
-    for path in write_leaderboards([output], output / "leaderboards"):
-        print(f"leaderboard: {path}")
+    for table in tables_of_run(read_run(output)):
+        for path in write_leaderboards([output], output / "leaderboards", table):
+            print(f"leaderboard: {path}")
 
 
 def make_configured_judge(args: argparse.Namespace) -> Any:

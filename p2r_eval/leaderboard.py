@@ -50,6 +50,9 @@ from p2r_eval.untrusted import escape_markdown, visible_controls
 
 LEADERBOARD_DIR = Path(p2r_leaderboards.__file__).resolve().parent
 TABLE_NAMES = ("main", "ablation")
+"""The paper's tables (``--table both``)."""
+OWN_TABLES = {"toy": "toy"}
+"""Tables of tasks outside the paper (task -> table): a run that scored the task gets a row."""
 ONE_DECIMAL = Decimal("0.1")
 BEST, SECOND = "best", "second"
 CI_TOLERANCE_POINTS = 0.1
@@ -145,7 +148,7 @@ def load_table(name: str, directory: Path | None = None) -> Table:
     """Read ``<directory>/<name>.yaml`` (default: the repository's ``leaderboards/``)."""
     path = (directory or LEADERBOARD_DIR) / f"{name}.yaml"
     if not path.exists():
-        known = ", ".join(TABLE_NAMES)
+        known = ", ".join((*TABLE_NAMES, *OWN_TABLES.values()))
         raise LeaderboardError(f"no leaderboard table {name!r} ({path} missing; known: {known})")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     try:
@@ -664,6 +667,12 @@ def _intervals_section(table: Table, measured_rows: Sequence[MeasuredRow]) -> st
 # --------------------------------------------------------------------------- files and plots
 
 
+def tables_of_run(results: dict[str, Any]) -> list[str]:
+    """The tables a run is a row of: the paper's main table, and the own table of each
+    non-paper task it scored (the toy suite's)."""
+    return ["main", *(table for task, table in OWN_TABLES.items() if task in results["tasks"])]
+
+
 def write_leaderboards(
     run_dirs: Sequence[Path],
     out_dir: Path,
@@ -939,7 +948,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     board.add_argument(
         "--table",
-        choices=[*TABLE_NAMES, "both"],
+        choices=[*TABLE_NAMES, *OWN_TABLES.values(), "both"],
         default="main",
         help="which table (default: main)",
     )

@@ -25,6 +25,8 @@ subcommands (p2r-train SUBCOMMAND --help):
   grpo   PA-GRPO (default) or an ablation: --process-agnostic, --no-separation,
          --no-perception-reward, --no-reasoning-reward, --no-length-reward
   plot   PNG of a run's training dynamics from its trainer_state.json
+  recipe toy: the whole pipeline at toy scale on a CPU (data, annotate, SFT, PA-GRPO and
+         GRPO, evaluation, the ablation-shaped table)
 """
 
 SFT_EXAMPLES = """\
@@ -62,12 +64,20 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
     ``annotate``) is one more entry here: a function ``add_subcommand(subparsers)`` that
     calls ``subparsers.add_parser(...)`` and ``set_defaults(func=...)``."""
     return {"annotate": add_annotate_subcommand, "sft": add_sft_subcommand,
-            "grpo": add_grpo_subcommand, "plot": add_plot_subcommand}
+            "grpo": add_grpo_subcommand, "plot": add_plot_subcommand,
+            "recipe": add_recipe_subcommand}
 
 
 def add_annotate_subcommand(subparsers: Any) -> None:
     """``annotate``: the process-aware CoT pipeline (training/annotate.py, light to import)."""
     from p2r_train.annotate import add_subcommand
+
+    add_subcommand(subparsers)
+
+
+def add_recipe_subcommand(subparsers: Any) -> None:
+    """``recipe``: the whole pipeline at toy scale (training/recipe.py, light to import)."""
+    from p2r_train.recipe import add_recipe_subcommand as add_subcommand
 
     add_subcommand(subparsers)
 
