@@ -35,7 +35,7 @@ from typing import Any
 from tabulate import tabulate
 
 from p2r_eval.answer_types import ANSWER_TYPE_RECORDS
-from p2r_eval.judge.prompts import option_letter
+from p2r_eval.items import option_letter
 from p2r_eval.judge.verdicts import Verdict
 from p2r_eval.scoring import parse_number
 from p2r_eval.template import TAGS, parse

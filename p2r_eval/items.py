@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from p2r_eval.answer_types import ANSWER_TYPES
 
 MEDIA_TYPES = ("video", "frames", "image", "none")
+_OPTION_LABEL = re.compile(r"^\s*\(?([A-Z])\s*[.):]\s?")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,29 @@ class Item:
             raise ValueError(f"{self.task}/{self.id}: unknown media type {self.media_type!r}")
         if not self.solution:
             object.__setattr__(self, "solution", f"<answer>{self.answer}</answer>")
+
+
+def split_option(option: str) -> tuple[str, str] | None:
+    """An option string's letter and the text after its label: ``"B. red car"``, ``"(B) red
+    car"``, ``"B) red car"`` and ``"B: red car"`` give ``("B", "red car")``; ``None`` when the
+    string starts with no letter label. p2r's one rule from option strings to letters."""
+    match = _OPTION_LABEL.match(option)
+    return (match.group(1), option[match.end():]) if match else None
+
+
+def option_letter(option: str) -> str | None:
+    """The letter an option string starts with (:func:`split_option`), ``None`` if none."""
+    split = split_option(option)
+    return split[0] if split else None
+
+
+def option_text(options: Sequence[str], letter: str) -> str:
+    """The text of the option labelled ``letter``, without its label (``""`` if none is)."""
+    for option in options:
+        split = split_option(option)
+        if split and split[0] == letter:
+            return split[1]
+    return ""
 
 
 def item_to_row(item: Item) -> dict[str, Any]:

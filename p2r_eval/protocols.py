@@ -15,7 +15,6 @@ ever scored by a fallback rule instead.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,15 +23,13 @@ from typing import Any
 
 from p2r_eval import official_scoring as official
 from p2r_eval.answer_types import answer_type, video_r1_item_score
-from p2r_eval.items import Item
+from p2r_eval.items import Item, option_text
 from p2r_eval.prompts import question_with_options
 from p2r_eval.scoring import extract_answer
 from p2r_eval.tasks import TaskSpec, task_spec
 
 PROTOCOLS = ("video-r1", "official")
 NO_JUDGE_NOTE = "not scored: needs a judge, none configured"
-
-_OPTION_PREFIX = re.compile(r"^([A-Z])\.\s?")
 
 
 @dataclass(frozen=True)
@@ -143,18 +140,9 @@ def mmvu_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
     return judged(item, extract_answer(output), judge, "official:mmvu-judge")
 
 
-def option_text(item: Item, letter: str) -> str:
-    """The text of option ``letter`` without its ``"X. "`` label (``""`` if absent)."""
-    for option in item.options:
-        match = _OPTION_PREFIX.match(option)
-        if match and match.group(1) == letter:
-            return option[match.end():]
-    return ""
-
-
 def mvbench_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
     prediction = extract_answer(output)
-    reference = official.mvbench_reference(item.answer, option_text(item, item.answer))
+    reference = official.mvbench_reference(item.answer, option_text(item.options, item.answer))
     note = "empty prediction: the authors' check_ans counts it correct" if not prediction else ""
     score = float(official.mvbench_check(prediction, reference))
     return ItemScore(score, prediction.lower().split(" ")[0], "official:mvbench-check", note)
@@ -164,7 +152,8 @@ def tempcompass_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
     """The authors' matching rules; an unmatched answer goes to the judge, or scores 0 as
     with the authors' ``--disable_llm`` when there is no judge."""
     prediction = extract_answer(output)
-    answer = item.meta.get("answer_text") or f"{item.answer}. {option_text(item, item.answer)}"
+    answer = (item.meta.get("answer_text")
+              or f"{item.answer}. {option_text(item.options, item.answer)}")
     matched = official.tempcompass_choice(prediction, answer)
     if matched is not None:
         return ItemScore(matched, prediction, "official:tempcompass-match")

@@ -14,11 +14,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from p2r_eval.formats.errors import RecordError
+from p2r_eval.items import option_letter
 from p2r_eval.template import parse
 
 Record = Mapping[str, Any]
 
-_OPTION_LABEL = re.compile(r"^([A-Z])[.)]")
 _OPTION_LINE = re.compile(r"^[A-Z]\. ")
 
 
@@ -201,11 +201,11 @@ def letter_of_candidate(record: Record, answer_field: str, candidates_field: str
 
 
 def leading_letter(record: Record, field: str) -> str:
-    """``"A. dunking a basketball"`` to ``"A"`` (TempCompass answers)."""
-    match = _OPTION_LABEL.match(text(record, field))
-    if match is None:
+    """``"A. dunking a basketball"`` to ``"A"`` (TempCompass answers; :func:`option_letter`)."""
+    letter = option_letter(text(record, field))
+    if letter is None:
         raise RecordError(field, f"expected an answer starting 'X.', got {record[field]!r}")
-    return match.group(1)
+    return letter
 
 
 def option_lines(record: Record, field: str) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from p2r_eval.items import option_letter
 from p2r_eval.unicode_text import valid_unicode
 
 SUFFICIENCY_SYSTEM = """\
@@ -86,8 +87,6 @@ def _version(name: str, number: int, *texts: str) -> str:
 SUFFICIENCY_PROMPT_VERSION = _version("sufficiency", 1, SUFFICIENCY_SYSTEM, SUFFICIENCY_USER)
 GRADE_PROMPT_VERSION = _version("grade", 1, GRADE_SYSTEM, GRADE_USER)
 
-_LEADING_LETTER = re.compile(r"^\s*\(?([A-Z])\s*[.):]")
-
 
 @dataclass(frozen=True)
 class JudgePrompt:
@@ -113,13 +112,6 @@ def escape_data(text: str) -> str:
 
 def data_block(name: str, text: str) -> str:
     return f"<{name}>\n{escape_data(text)}\n</{name}>"
-
-
-def option_letter(option: str) -> str | None:
-    """The letter an option string starts with: ``"B. red car"``, ``"(B) red car"``,
-    ``"B) red car"``, ``"B: red car"`` -> ``"B"``; ``None`` for anything else."""
-    match = _LEADING_LETTER.match(option)
-    return match.group(1) if match else None
 
 
 def resolve_correct_answer(answer: str, options: Sequence[str]) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2r_eval.items import split_option
 from p2r_eval.judge.base import Completion, JudgeError
-from p2r_eval.judge.prompts import JudgePrompt, option_letter, read_data_blocks
+from p2r_eval.judge.prompts import JudgePrompt, read_data_blocks
 from p2r_eval.toy_suite.scenes import answer_word_from_observation, question_kind
 
 TOY_JUDGE_MODEL = "toy-rules-1"
@@ -22,9 +23,8 @@ TOY_JUDGE_MODEL = "toy-rules-1"
 
 def option_word(correct_answer: str) -> str:
     """``"B. right"`` -> ``"right"``; a numeric answer stays as it is."""
-    if option_letter(correct_answer) is not None:
-        return correct_answer.split(maxsplit=1)[1].strip() if " " in correct_answer else ""
-    return correct_answer.strip()
+    split = split_option(correct_answer)
+    return (split[1] if split else correct_answer).strip()
 
 
 def toy_verdict(question: str, correct_answer: str, observation: str) -> tuple[bool, str]:
