@@ -72,9 +72,9 @@ def add_endpoint_arguments(
                         help="retries per request on 429, 5xx, timeouts and lost connections, "
                              "with exponential backoff and jitter (default 6)")
     parser.add_argument(f"--{prefix}request-format", choices=REQUEST_FORMATS, default="vllm",
-                        help="vllm (vLLM, SGLang with vLLM's video form, p2r-eval serve: video "
-                             "as a frame list, fps and pixel bounds to the processor; default) "
-                             "or standard (OpenAI's schema only: frames as images)")
+                        help="vllm (vLLM's extensions, read by vllm serve and p2r-eval serve: "
+                             "video as a frame list, fps and pixel bounds to the processor; "
+                             "default) or standard (OpenAI's schema only: frames as images)")
     parser.add_argument(f"--{prefix}frame-format", choices=FRAME_FORMATS, default="png",
                         help="how frames travel: png (lossless, default) or jpeg (lossy, "
                              "quality 95; recorded in the results)")

@@ -23,6 +23,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from p2r_eval.endpoint import add_endpoint_arguments, endpoint_from_args
 from p2r_eval.evaluate import EvalSettings, limited, run_evaluation
 from p2r_eval.items import Item
 from p2r_eval.models.base import Backend, DecodingSettings
@@ -125,6 +126,14 @@ def add_subcommands(subparsers: Any) -> None:
     )
     parser.add_argument("--perceiver", required=True, help="process-aware model (M1)")
     parser.add_argument("--reasoner", required=True, help="model answering from text (M2)")
+    served = parser.add_argument_group(
+        "served models", "a model behind OpenAI-compatible servers (p2r-eval --backend openai; "
+        "docs/serving.md): give its servers, and name it by its served name")
+    served.add_argument("--perceiver-base-url", nargs="+", default=None, metavar="URL",
+                        help="servers of --perceiver")
+    served.add_argument("--reasoner-base-url", nargs="+", default=None, metavar="URL",
+                        help="servers of --reasoner")
+    add_endpoint_arguments(served)
     parser.add_argument("--tasks", default="all")
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--limit", type=int, default=None)
@@ -146,10 +155,21 @@ def _probe_command(args: argparse.Namespace) -> int:
         model_spec="", tasks=tuple(resolve_task_names(args.tasks)), protocol=args.protocol,
         frame_policy=FramePolicy(num_frames=args.frames), decoding=decoding,
         data_root=args.data_root.resolve() if args.data_root else None, limit=args.limit,
-        batch_size=args.batch_size,
+        batch_size=(max(args.batch_size, args.concurrency)
+                    if args.perceiver_base_url or args.reasoner_base_url else args.batch_size),
     )
-    summary = run_probe(base, args.perceiver, args.reasoner, args.output,
-                        lambda spec: load_backend(spec, decoding=decoding),
+    endpoints = {args.perceiver: endpoint_from_args(args, args.perceiver_base_url),
+                 args.reasoner: endpoint_from_args(args, args.reasoner_base_url)}
+    if args.perceiver == args.reasoner and args.perceiver_base_url != args.reasoner_base_url:
+        print("p2r-eval probe: one model cannot run in two places; give it one set of servers")
+        return 2
+
+    def load(spec: str) -> Backend:
+        endpoint = endpoints[spec]
+        return load_backend(spec, decoding=decoding, endpoint=endpoint,
+                            backend="openai" if endpoint else "hf")
+
+    summary = run_probe(base, args.perceiver, args.reasoner, args.output, load,
                         show_progress=not args.quiet)
     print(render_probe_table(summary["tasks"]))
     print(f"probe: {args.output / 'probe.json'}")

@@ -2,8 +2,8 @@
 
 Tests put it between the openai backend and the server (both on 127.0.0.1): it forwards every
 request unchanged and counts the chat-completions calls that reached the server; with
-``fault_rate`` > 0 it answers that share of chat calls itself, at random (seeded), with a 429
-(``retry-after-ms: 1``) or a 500, without forwarding them.
+``fault_rate`` > 0 it answers that share of chat calls itself, chosen at random (seeded),
+alternately with a 429 (``retry-after-ms: 1``) and a 500, without forwarding them.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class FaultyProxy:
         with self.lock:
             if self.rng.random() >= self.fault_rate:
                 return None
-            status = self.rng.choice((429, 500))
+            status = (429, 500)[(self.counts["429"] + self.counts["500"]) % 2]
             self.counts[str(status)] += 1
             return status
 

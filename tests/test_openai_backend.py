@@ -127,7 +127,7 @@ def test_served_outputs_equal_hf_and_a_rerun_makes_no_request(server, hf_outputs
 
 
 def test_server_errors_429_and_500_at_random_every_item_scored(server, hf_outputs, tmp_path):
-    proxy = FaultyProxy(server.base_url, fault_rate=0.25, seed=1)
+    proxy = FaultyProxy(server.base_url, fault_rate=0.3, seed=1)
     try:
         args = served_args(tmp_path / "run", proxy.base_url, tasks=SOME_TASKS)
         args += ["--max-retries", "12"]

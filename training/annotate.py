@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from p2r_train.annotate_steps import DEFAULT_MIN_SCORES, DEFAULT_TEACHER
 from p2r_train.annotate_store import STEPS
 
+from p2r_eval.endpoint import add_endpoint_arguments, endpoint_from_args
+
 if TYPE_CHECKING:
     from p2r_train.annotate_pipeline import AnnotateSettings
 
@@ -77,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--teacher", default=DEFAULT_TEACHER,
                          help=f"'demo', a local checkpoint folder, a hub id or replay:FILE "
                               f"(default {DEFAULT_TEACHER})")
+    teacher.add_argument("--teacher-base-url", nargs="+", default=None, metavar="URL",
+                         help="OpenAI-compatible servers of --teacher (e.g. vllm serve "
+                              "replicas; docs/serving.md): --teacher is then the served name")
+    add_endpoint_arguments(teacher, prefix="teacher-")
     teacher.add_argument("--device", default=None, help="torch device (default: cuda if any)")
     teacher.add_argument("--batch-size", type=int, default=1, help="items per generate call")
     teacher.add_argument("--frames", type=int, default=32, help="uniformly sampled frames (32)")
@@ -169,10 +175,12 @@ def settings_from_args(args: argparse.Namespace) -> AnnotateSettings:
         media_root=args.media_root,
         output=args.output,
         teacher=args.teacher,
+        teacher_endpoint=endpoint_from_args(args, args.teacher_base_url, prefix="teacher-"),
         frame_policy=policy,
         decoding=decoding,
         device=args.device,
-        batch_size=args.batch_size,
+        batch_size=(max(args.batch_size, args.teacher_concurrency) if args.teacher_base_url
+                    else args.batch_size),
         decode_workers=args.decode_workers,
         frame_cache=args.frame_cache,
         min_scores=parse_min_scores(args.min_score),

@@ -53,6 +53,7 @@ from p2r_train.annotate_store import (
 from tqdm import tqdm
 
 from p2r_eval import provenance
+from p2r_eval.endpoint import EndpointSettings
 from p2r_eval.evaluate import batched, generate_isolated
 from p2r_eval.items import Item
 from p2r_eval.judge import (
@@ -103,6 +104,7 @@ class AnnotateSettings:
     media_root: Path
     output: Path
     teacher: str = DEFAULT_TEACHER
+    teacher_endpoint: EndpointSettings | None = None
     frame_policy: FramePolicy = field(default_factory=FramePolicy)
     decoding: DecodingSettings = field(default_factory=DecodingSettings)
     device: str | None = None
@@ -437,8 +439,10 @@ class AnnotationRun:
 def load_teacher(settings: AnnotateSettings) -> Backend:
     from p2r_eval.models import load_backend
 
+    endpoint = settings.teacher_endpoint
     return load_backend(settings.teacher, decoding=settings.decoding,
-                        max_pixels=settings.frame_policy.max_pixels, device=settings.device)
+                        max_pixels=settings.frame_policy.max_pixels, device=settings.device,
+                        backend="openai" if endpoint else "hf", endpoint=endpoint)
 
 
 def build_judge(settings: AnnotateSettings) -> Judge:

@@ -377,20 +377,20 @@ class OpenAIBackend:
             return stored.raw
         try:
             reply, _ = call_with_retries(
-                lambda: self._attempt(body, label), self.retry, label=label, rng=self.rng,
+                lambda: self._attempt(body), self.retry, label=label, rng=self.rng,
                 on_retry=lambda error: self._usage.add(retries=1),
             )
         except RetriesExhausted as error:
             self._usage.add(failures=1)
             raise BackendError(str(error)) from None
-        except BackendError:
+        except BackendError as error:
             self._usage.add(failures=1)
-            raise
+            raise BackendError(f"{label}: {error}") from None
         if self.cache is not None:
             self.cache.put(key, reply)
         return reply.raw
 
-    def _attempt(self, body: dict[str, Any], label: str) -> CachedReply:
+    def _attempt(self, body: dict[str, Any]) -> CachedReply:
         replica = self.pool.pick()
         self._usage.add(calls=1)
         standard = {k: v for k, v in body.items() if k in STANDARD_FIELDS}
@@ -398,10 +398,10 @@ class OpenAIBackend:
         try:
             response = replica.client.chat.completions.create(**standard, extra_body=extra)
         except Exception as error:  # noqa: BLE001 - classified just below
-            raise self.classify(error, replica, label) from None
+            raise self.classify(error, replica) from None
         if not response.choices or response.choices[0].message.content is None:
             self.pool.failed(replica, REPLICA_COOLDOWN_S)
-            raise TransientError(f"{label}: {replica.base_url} returned no text")
+            raise TransientError(f"{replica.base_url} returned no text")
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
@@ -410,11 +410,12 @@ class OpenAIBackend:
                            prompt_version=REQUEST_SCHEMA_VERSION, mode="generate",
                            input_tokens=prompt_tokens, output_tokens=completion_tokens)
 
-    def classify(self, error: Exception, replica: Replica, label: str) -> Exception:
+    def classify(self, error: Exception, replica: Replica) -> Exception:
         """A retryable :class:`TransientError` (the replica then rests) or a permanent
-        :class:`BackendError`, each naming the item and the server, never the key."""
+        :class:`BackendError`, each naming the server, never the key (the caller names the
+        item)."""
         openai = self._openai
-        message = self.redact(f"{label}: {replica.base_url}: {type(error).__name__}: {error}")
+        message = self.redact(f"{replica.base_url}: {type(error).__name__}: {error}")
         if isinstance(error, openai.APIStatusError):
             if error.status_code == 429:
                 return TransientError(message, retry_after=retry_after_s(error.response))
