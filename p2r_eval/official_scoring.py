@@ -186,7 +186,7 @@ def mmmu_open_correct(truth: str, predictions: Sequence[str | float]) -> bool:
     return False
 
 
-# -- Video-MME (the authors' eval_your_results.py, as lmms-eval ports it) ----------------
+# -- Video-MME (the authors' eval_your_results.py) -----------------------------------------
 
 # Two pairs are glued together by missing commas in the authors' list; kept as they are.
 VIDEOMME_ANSWER_PREFIXES = (

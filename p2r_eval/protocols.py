@@ -166,7 +166,7 @@ def tempcompass_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
 def videomme_official_rule(item: Item, output: str, judge: Any) -> ItemScore:
     letter = official.videomme_letter(extract_answer(output))
     note = ("no letter found: the authors' script drops it from the denominator, p2r counts "
-            "it wrong (as lmms-eval)" if letter == "" else "")
+            "it wrong (an unanswered question never raises a score)" if letter == "" else "")
     return ItemScore(float(letter == item.answer), letter, "official:videomme-letter", note)
 
 
