@@ -86,9 +86,12 @@ def endpoint_of(args: argparse.Namespace) -> EndpointSettings | None:
     return endpoint_from_args(args, args.base_url)
 
 
-def default_output(settings: EvalSettings) -> Path:
+def default_output(settings: EvalSettings, backend: str = "hf") -> Path:
+    """``runs/<model>[-<backend>]-<protocol>-<prompt>``: the backend named unless it is hf, so
+    that a served or vLLM run of a model never lands in (and is taken for) its hf run."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", model_display_name(settings.model_spec)) or "model"
-    return Path("runs") / f"{name}-{settings.protocol}-{settings.prompt_style}"
+    runner = "" if backend == "hf" else f"-{backend}"
+    return Path("runs") / f"{name}{runner}-{settings.protocol}-{settings.prompt_style}"
 
 
 def results_table(results: dict[str, Any]) -> str:
@@ -119,7 +122,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         return EXIT_CANNOT_START
     if is_checkpoint_run(Path(settings.model_spec)):
         return run_checkpoints_command(settings, args)
-    output = args.output or default_output(settings)
+    output = args.output or default_output(settings, args.backend)
     run_folder = shard_dir(output, settings.shard) if settings.shard else output
     try:
         # Everything that can refuse the run is checked before a model is loaded.
