@@ -147,7 +147,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
                             "sufficient: perception vs reasoning failures in the analysis")
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, default=None,
-                     help="run folder (default: runs/<model>-<protocol>-<prompt>)")
+                     help="run folder (default: runs/<model>[-<backend>]-<protocol>-<prompt>, "
+                          "the backend named unless hf)")
     run.add_argument("--save-inputs", type=Path, default=None, metavar="DIR",
                      help="write each item's exact model inputs (the processor's output "
                           "tensors) to DIR/<task>/<item id>.safetensors (hf backend)")
