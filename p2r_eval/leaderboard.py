@@ -33,6 +33,7 @@ import yaml
 from tabulate import tabulate
 
 from p2r_eval.plots import BarSeries, plot_benchmark_bars
+from p2r_eval.protocols import PROTOCOLS, aggregation_for
 from p2r_eval.run_identity import data_difference, partially_scored, uses_demo_suite
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.stats import (
@@ -44,8 +45,8 @@ from p2r_eval.stats import (
     bootstrap_ci,
     mean_score,
     paired_bootstrap_test,
-    vsi_video_r1_score,
 )
+from p2r_eval.tasks import EXTRA_TASK_NAMES, TASK_NAMES
 from p2r_eval.untrusted import escape_markdown, visible_controls
 
 LEADERBOARD_DIR = Path(p2r_leaderboards.__file__).resolve().parent
@@ -282,10 +283,12 @@ class MeasuredRow:
 
 
 def aggregate_for_task(task: str, protocol: str) -> GroupMeanAggregate:
-    """The statistic a task's reported score is, recomputed from its item samples."""
-    if task == "vsibench" and protocol == "video-r1":
-        return vsi_video_r1_score
-    return mean_score
+    """The statistic a task's reported score is (its aggregation in :mod:`p2r_eval.protocols`),
+    recomputed from its item samples; the plain mean for a task or protocol p2r does not know
+    (an interval that does not reproduce the reported score is withheld)."""
+    if task not in TASK_NAMES + EXTRA_TASK_NAMES or protocol not in PROTOCOLS:
+        return mean_score
+    return aggregation_for(task, protocol).statistic
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from p2r_eval.answer_types import answer_type, video_r1_item_score
 from p2r_eval.items import Item, option_text
 from p2r_eval.prompts import question_with_options
 from p2r_eval.scoring import extract_answer
+from p2r_eval.stats import GroupMeanAggregate, GroupPath, Sample, mean_score
 from p2r_eval.tasks import TaskSpec, task_spec
 
 PROTOCOLS = ("video-r1", "official")
@@ -187,24 +188,40 @@ ITEM_RULES: dict[str, ItemRule] = {
 # -- aggregation -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Aggregation:
+    """How a task's score comes from its items' scores. ``statistic`` is the score: the task
+    score here and the bootstrap statistic of the leaderboard's intervals and paired tests are
+    the same object. The breakdown: the categories the task's YAML names (when
+    ``task_breakdown``), then the statistic's outermost groups."""
+
+    statistic: GroupMeanAggregate
+    task_breakdown: bool = True
+
+
+def aggregation_for(task: str, protocol: str) -> Aggregation:
+    """The aggregation ``task``'s YAML names under ``protocol``."""
+    check_protocol(protocol)
+    return AGGREGATIONS[task_spec(task).scoring[protocol]["aggregate"]]
+
+
 def aggregate_task(task: str, items: Sequence[Item], scores: Sequence[float | None],
                    protocol: str) -> TaskScore:
     """``task``'s score from its items' scores (``None``: not scored, left out), in percent,
     with the breakdown its YAML names."""
-    check_protocol(protocol)
+    aggregation = aggregation_for(task, protocol)
     if len(items) != len(scores):
         raise ValueError(f"{task}: {len(items)} items but {len(scores)} scores")
-    spec = task_spec(task)
     scored = [(item, float(score))
               for item, score in zip(items, scores, strict=True) if score is not None]
-    return AGGREGATIONS[spec.scoring[protocol]["aggregate"]](spec, len(items), scored)
+    samples = [{"score": score, "answer_type": item.answer_type, "meta": item.meta}
+               for item, score in scored]
+    breakdown = breakdown_of(task_spec(task), scored) if aggregation.task_breakdown else {}
+    breakdown.update(aggregation.statistic.group_percents(samples))
+    return TaskScore(aggregation.statistic.percent(samples), len(items), len(scored), breakdown)
 
 
 Scored = list[tuple[Item, float]]
-
-
-def percent(values: Sequence[float]) -> float | None:
-    return 100.0 * fmean(values) if values else None
 
 
 def group_means(scored: Scored, field: str) -> dict[str, float]:
@@ -224,21 +241,10 @@ def breakdown_of(spec: TaskSpec, scored: Scored) -> dict[str, float]:
     return breakdown
 
 
-def mean_aggregate(spec: TaskSpec, n: int, scored: Scored) -> TaskScore:
-    """The mean over scored items (Video-R1's ``mean_acc``; the authors' overall accuracy)."""
-    return TaskScore(percent([s for _, s in scored]), n, len(scored), breakdown_of(spec, scored))
-
-
-def vsibench_video_r1_aggregate(spec: TaskSpec, n: int, scored: Scored) -> TaskScore:
-    """``(mean_acc + mean_mra) / 2``: accuracy over the non-regression items and MRA over the
-    regression items, averaged with equal weight (the mean of whichever part is present)."""
-    accuracy = percent([s for item, s in scored if item.answer_type != "regression"])
-    mra = percent([s for item, s in scored if item.answer_type == "regression"])
-    parts = [part for part in (accuracy, mra) if part is not None]
-    breakdown = breakdown_of(spec, scored)
-    breakdown.update({name: value for name, value in (("mean_acc", accuracy), ("mean_mra", mra))
-                      if value is not None})
-    return TaskScore(fmean(parts) if parts else None, n, len(scored), breakdown)
+def vsibench_video_r1_groups(sample: Sample) -> GroupPath:
+    """Video-R1's two parts of VSI-Bench: MRA over the regression items, accuracy over the
+    rest."""
+    return ("mean_mra",) if sample.get("answer_type") == "regression" else ("mean_acc",)
 
 
 VSIBENCH_DIRECTION_TYPES = (
@@ -246,21 +252,25 @@ VSIBENCH_DIRECTION_TYPES = (
 )
 
 
-def vsibench_official_aggregate(spec: TaskSpec, n: int, scored: Scored) -> TaskScore:
-    """The authors' overall: the unweighted mean of the per-type means, the three relative
-    direction types first averaged into one ``object_rel_direction`` category (8 in all)."""
-    by_type = group_means(scored, "question_type")
-    directions = [by_type.pop(f"question_type/{name}") for name in VSIBENCH_DIRECTION_TYPES
-                  if f"question_type/{name}" in by_type]
-    if directions:
-        by_type["question_type/object_rel_direction"] = fmean(directions)
-    score = fmean(by_type.values()) if by_type else None
-    return TaskScore(score, n, len(scored), dict(sorted(by_type.items())))
+def vsibench_official_groups(sample: Sample) -> GroupPath | None:
+    """The authors' 8 categories of VSI-Bench: each question type, the three relative
+    direction types in one ``object_rel_direction`` category (``None``: no question type)."""
+    question_type = (sample.get("meta") or {}).get("question_type")
+    if question_type is None:
+        return None
+    name = str(question_type)
+    category = "object_rel_direction" if name in VSIBENCH_DIRECTION_TYPES else name
+    return (f"question_type/{category}", name)
 
 
-Aggregation = Callable[[TaskSpec, int, Scored], TaskScore]
 AGGREGATIONS: dict[str, Aggregation] = {
-    "mean": mean_aggregate,
-    "vsibench_video_r1": vsibench_video_r1_aggregate,
-    "vsibench_official": vsibench_official_aggregate,
+    # The mean over scored items (Video-R1's mean_acc; the authors' overall accuracy).
+    "mean": Aggregation(mean_score),
+    "vsibench_video_r1": Aggregation(GroupMeanAggregate(
+        vsibench_video_r1_groups,
+        "(mean over non-regression items + mean MRA over regression items) / 2")),
+    "vsibench_official": Aggregation(GroupMeanAggregate(
+        vsibench_official_groups,
+        "mean of the 8 question-type categories (3 relative-direction types averaged first)"),
+        task_breakdown=False),
 }

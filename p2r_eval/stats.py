@@ -5,18 +5,22 @@ Both work on per-item sample records (the lines of ``samples/<task>.jsonl``: dic
 score is ``None`` (an error, or a judge still needed) are excluded before resampling; every
 result says how many were excluded.
 
-The task score is not always a plain mean (VSI-Bench under the Video-R1 protocol averages the
-multiple-choice mean and the regression mean), so the statistic is an ``aggregate`` function
-of a list of samples, recomputed on every resample. :class:`GroupMeanAggregate` covers both
-shapes in use (a plain mean is the one-group case) and also resamples vectorised, which keeps
-10,000 resamples of a 5,000-item benchmark to about a second; any other callable works too,
-through a plain loop.
+The task score is not always a plain mean (VSI-Bench averages the multiple-choice mean and
+the regression mean under the Video-R1 protocol, and the means of its question-type
+categories under the authors'), so the statistic is an ``aggregate`` function of a list of
+samples, recomputed on every resample. :class:`GroupMeanAggregate` covers every shape in use
+(means of group means, groups possibly nested; a plain mean has no group); each task's is
+defined with its aggregation in :mod:`p2r_eval.protocols`, which computes the reported score
+with the same object. It also resamples vectorised, which keeps 10,000 resamples of a
+5,000-item benchmark to about a second; any other callable works too, through a plain loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any
 
 import numpy as np
@@ -29,57 +33,108 @@ DEFAULT_TEST_RESAMPLES = 10000
 _CHUNK_CELLS = 4_000_000  # resample indices held in memory at once (rows × items)
 
 
-class GroupMeanAggregate:
-    """The mean over groups of each group's mean score; groups without items are skipped.
+GroupPath = tuple[str, ...]
+"""A sample's groups, outermost first: ``()`` for a plain mean, ``("mean_mra",)`` for one
+level, ``("question_type/object_rel_direction", "object_rel_direction_easy")`` for two."""
 
-    ``group_of`` maps a sample to its group name. One group gives the plain mean.
+
+class GroupMeanAggregate:
+    """The mean of group means, groups possibly nested: a group's value is the mean of its
+    subgroups' values, a leaf group's the mean score of its samples; groups without samples
+    are skipped. A task's reported score and its bootstrap statistic are both this object.
+
+    ``groups_of`` maps a sample to its :data:`GroupPath` (the same length for every sample),
+    or ``None`` to leave the sample out. No group at all gives the plain mean.
     """
 
-    def __init__(self, group_of: Callable[[Sample], str], description: str) -> None:
-        self.group_of = group_of
+    def __init__(self, groups_of: Callable[[Sample], GroupPath | None], description: str) -> None:
+        self.groups_of = groups_of
         self.description = description
 
     def __repr__(self) -> str:
         return f"GroupMeanAggregate({self.description})"
 
     def __call__(self, samples: Sequence[Sample]) -> float:
-        scores, groups, n_groups = self._arrays(samples)
-        if not len(scores):
+        value = self.percent(samples, scale=1.0)
+        if value is None:
             raise ValueError("cannot aggregate an empty list of samples")
-        sums = np.bincount(groups, weights=scores, minlength=n_groups)
-        counts = np.bincount(groups, minlength=n_groups)
-        present = counts > 0
-        return float(np.mean(sums[present] / counts[present]))
+        return value
+
+    def percent(self, samples: Sequence[Sample], *, scale: float = 100.0) -> float | None:
+        """The aggregate in percent (``None`` when no sample is in a group). Each leaf
+        group's mean is scaled before the groups are averaged, so the score is the mean of the
+        group percents a breakdown shows."""
+        levels = self._levels(samples, scale)
+        return levels[0].get(()) if levels else None
+
+    def group_percents(self, samples: Sequence[Sample]) -> dict[str, float]:
+        """The outermost groups' values in percent, by name (empty without groups)."""
+        levels = self._levels(samples, 100.0)
+        if len(levels) < 2:
+            return {}
+        return {path[0]: value for path, value in sorted(levels[1].items())}
+
+    def _levels(self, samples: Sequence[Sample], scale: float) -> list[dict[GroupPath, float]]:
+        """Every group's value, per depth (``[root, outermost groups, ..., leaves]``); empty
+        when no sample is in a group."""
+        leaves: dict[GroupPath, list[float]] = defaultdict(list)
+        for sample in samples:
+            path = self.groups_of(sample)
+            if path is not None:
+                leaves[path].append(float(sample["score"]))
+        if not leaves:
+            return []
+        depth = self._depth(leaves)
+        levels = [{path: scale * fmean(scores) for path, scores in leaves.items()}]
+        for level in range(depth - 1, -1, -1):
+            children: dict[GroupPath, list[float]] = defaultdict(list)
+            for path, value in levels[0].items():
+                children[path[:level]].append(value)
+            levels.insert(0, {path: fmean(values) for path, values in children.items()})
+        return levels
+
+    def _depth(self, paths: Iterable[GroupPath]) -> int:
+        depths = {len(path) for path in paths}
+        if len(depths) != 1:
+            raise ValueError(f"{self!r}: group paths of different lengths {sorted(depths)}")
+        return depths.pop()
 
     def over_resamples(self, samples: Sequence[Sample], indices: np.ndarray) -> np.ndarray:
         """The aggregate of every resample at once; ``indices`` is (resamples, items)."""
-        scores, groups, n_groups = self._arrays(samples)
+        paths = [self.groups_of(sample) for sample in samples]
+        leaves = sorted({path for path in paths if path is not None})
+        if not leaves:
+            raise ValueError("cannot aggregate samples that are in no group")
+        depth = self._depth(leaves)
+        leaf_index = {path: i for i, path in enumerate(leaves)}
+        left_out = len(leaves)  # one extra column for the samples in no group, dropped below
+        groups = np.array([left_out if p is None else leaf_index[p] for p in paths], np.int64)
+        scores = np.array([float(sample["score"]) for sample in samples], dtype=np.float64)
+        n_columns = len(leaves) + 1
         rows = np.arange(indices.shape[0])[:, None]
-        cells = (rows * n_groups + groups[indices]).ravel()
-        size = indices.shape[0] * n_groups
+        cells = (rows * n_columns + groups[indices]).ravel()
+        size = indices.shape[0] * n_columns
         sums = np.bincount(cells, weights=scores[indices].ravel(), minlength=size)
         counts = np.bincount(cells, minlength=size)
-        sums, counts = sums.reshape(-1, n_groups), counts.reshape(-1, n_groups)
+        sums, counts = sums.reshape(-1, n_columns)[:, :-1], counts.reshape(-1, n_columns)[:, :-1]
         with np.errstate(invalid="ignore", divide="ignore"):
-            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        return np.nanmean(means, axis=1)
+            values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        for level in range(depth - 1, -1, -1):
+            parents = sorted({path[:level] for path in leaves})
+            membership = np.zeros((len(leaves), len(parents)))
+            for child, path in enumerate(leaves):
+                membership[child, parents.index(path[:level])] = 1.0
+            present = ~np.isnan(values)
+            parent_sums = np.where(present, values, 0.0) @ membership
+            parent_counts = present.astype(np.float64) @ membership
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = np.where(parent_counts > 0, parent_sums / parent_counts, np.nan)
+            leaves = parents
+        return values[:, 0]
 
-    def _arrays(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray, int]:
-        names = [self.group_of(sample) for sample in samples]
-        index = {name: i for i, name in enumerate(dict.fromkeys(names))}
-        scores = np.array([float(sample["score"]) for sample in samples], dtype=np.float64)
-        groups = np.array([index[name] for name in names], dtype=np.int64)
-        return scores, groups, max(len(index), 1)
 
-
-mean_score = GroupMeanAggregate(lambda sample: "all", "mean score over items")
-"""The plain mean of the item scores: every benchmark except VSI-Bench under Video-R1."""
-
-vsi_video_r1_score = GroupMeanAggregate(
-    lambda sample: "regression" if sample.get("answer_type") == "regression" else "accuracy",
-    "(mean over non-regression items + mean MRA over regression items) / 2",
-)
-"""VSI-Bench under the Video-R1 protocol: (accuracy mean + regression MRA mean) / 2."""
+mean_score = GroupMeanAggregate(lambda sample: (), "mean score over items")
+"""The plain mean of the item scores."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from p2r_eval import leaderboard
+from p2r_eval.input_policies import named_frame_policy
 from p2r_eval.leaderboard import (
     LeaderboardError,
     column_marks,
@@ -24,8 +25,9 @@ from p2r_eval.leaderboard import (
     write_leaderboards,
 )
 from p2r_eval.plots import plot_probe
+from p2r_eval.protocols import AGGREGATIONS
 from p2r_eval.runstore import RunStore
-from p2r_eval.stats import bootstrap_ci, vsi_video_r1_score
+from p2r_eval.stats import bootstrap_ci
 
 TASKS = ("vsibench", "videommmu", "mmvu", "vcrbench", "mvbench", "tempcompass", "videomme")
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ PAPER_SETTINGS = {
     "protocol": "video-r1",
     "prompt_style": "p2r",
     "prompt_hash": "abc",
-    "frame_policy": {"num_frames": 32, "fps": None, "max_pixels": 200704, "decoder": "pyav"},
+    "frame_policy": named_frame_policy("video-r1").as_dict(),
     "decoding": {
         "max_new_tokens": 1024,
         "do_sample": False,
@@ -125,7 +127,7 @@ def write_run(
         for record in records:
             store.append_sample(task, {"prompt_hash": "abc", "output": "", **record})
         scored = [r for r in records if r["score"] is not None]
-        aggregate = vsi_video_r1_score if task == "vsibench" else None
+        aggregate = AGGREGATIONS["vsibench_video_r1"].statistic if task == "vsibench" else None
         if scores and task in scores:
             score = scores[task]
         elif aggregate:
@@ -319,7 +321,8 @@ def test_a_measured_row_renders_with_a_footnote_per_differing_setting(tmp_path):
     numbers = re.search(r"<sup>([\d,]+)</sup>", line)[1].split(",")
     notes = [footnotes(rendered)[int(n)] for n in numbers]
     assert notes == [
-        "16 frames per video (paper: 32)",
+        "input policy uniform, 16 frames, at most 200704 pixels (paper: video-r1 (2 fps, 4-32 "
+        "frames (even), 128-256 x 28x28 pixels, resized with bicubic))",
         "sampled decoding, temperature 0.7, top\\_p 0.9 (paper: greedy-equivalent, "
         "temperature 0.1 / top\\_p 0.001)",
         "prompt style r1 (paper: p2r, the model's own)",
@@ -392,13 +395,29 @@ def test_the_ci_of_a_measured_row_is_computed_from_its_samples(tmp_path):
     mv_scored = [s for s in samples["mvbench"] if s["score"] is not None]
     direct = bootstrap_ci(mv_scored, n_resamples=500, seed=4)
     assert row.intervals["mvbench"] == direct
-    vsi = bootstrap_ci(samples["vsibench"], vsi_video_r1_score, n_resamples=500, seed=4)
+    vsi_score = AGGREGATIONS["vsibench_video_r1"].statistic
+    vsi = bootstrap_ci(samples["vsibench"], vsi_score, n_resamples=500, seed=4)
     assert row.intervals["vsibench"] == vsi
     rendered = render_markdown(load_table("main"), [row])
     expected = f"[{100 * direct.low:.1f}, {100 * direct.high:.1f}]"
     ci_line = next(line for line in rendered.splitlines() if "| MVBench" in line)
     assert expected in ci_line
     assert "## Measured rows: 95% bootstrap confidence intervals" in rendered
+
+
+def test_an_official_vsibench_run_gets_the_ci_of_the_authors_aggregate(tmp_path):
+    rng = np.random.default_rng(3)
+    types = ["object_rel_direction_easy", "object_rel_direction_hard", "route_planning",
+             "object_counting"]
+    records = [{"id": f"v{i}", "score": float(rng.random() < 0.3 + 0.2 * (i % 4)),
+                "answer_type": "multiple choice", "meta": {"question_type": types[i % 4]}}
+               for i in range(80)]
+    official = AGGREGATIONS["vsibench_official"].statistic
+    run = write_run(tmp_path / "run", {"vsibench": records},
+                    settings={"protocol": "official"}, scores={"vsibench": 100 * official(records)})
+    row = measured_row_from_run(run, n_resamples=300, seed=1)
+    assert "vsibench" not in row.interval_notes  # the plain mean would not reproduce the score
+    assert row.intervals["vsibench"] == bootstrap_ci(records, official, n_resamples=300, seed=1)
 
 
 def test_unscored_items_are_excluded_from_the_ci_and_counted(tmp_path):
@@ -481,7 +500,7 @@ def test_cli_leaderboard_prints_the_table_with_a_run(tmp_path, capsys):
     run = write_run(tmp_path / "run", full_run_samples(), name="mine")
     assert run_cli("leaderboard", run / "results.json", "--as", "Mine", "--resamples", "100") == 0
     out = capsys.readouterr().out
-    assert "| Mine (measured: video-r1, p2r prompt, 32 frames)" in out
+    assert "| Mine (measured: video-r1, p2r prompt, video-r1 inputs)" in out
 
 
 def test_cli_leaderboard_regenerates_both_tables(tmp_path, capsys):

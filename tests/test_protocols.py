@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from p2r_eval.evaluate import sample_record
 from p2r_eval.items import Item
 from p2r_eval.judge import make_judge
-from p2r_eval.protocols import PROTOCOLS, aggregate_task, score_item
+from p2r_eval.protocols import PROTOCOLS, ItemScore, aggregate_task, aggregation_for, score_item
 from p2r_eval.retry import RetryPolicy
 from p2r_eval.tasks import TASK_NAMES, task_spec
 
@@ -272,6 +273,20 @@ def test_vsibench_official_is_the_macro_average_over_categories() -> None:
         "question_type/route_planning": 0.0,
     })
     assert result.score == pytest.approx((50.0 + 100.0 + direction + 0.0) / 4)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_bootstrap_statistic_on_the_runs_samples_is_the_task_score(protocol: str) -> None:
+    items = [Item(item.task, f"{item.id}-{copy}", item.question, item.options, item.answer,
+                  item.answer_type, None, "none", meta=item.meta)
+             for copy in range(5) for item in vsi_items()]
+    scores = [(i * 7 % 11) / 10 if i % 9 else None for i in range(len(items))]
+    records = [sample_record(item, "r1", "<answer>A</answer>", ItemScore(score, "A", "rule"))
+               for item, score in zip(items, scores, strict=True)]
+    statistic = aggregation_for("vsibench", protocol).statistic
+    result = aggregate_task("vsibench", items, scores, protocol)
+    assert result.score == pytest.approx(100 * statistic([r for r in records if r["score"]
+                                                          is not None]), abs=1e-12)
 
 
 def test_mean_aggregation_leaves_unscored_items_out_and_breaks_down() -> None:

@@ -8,12 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
+from p2r_eval.protocols import AGGREGATIONS
 from p2r_eval.stats import (
+    GroupMeanAggregate,
     bootstrap_ci,
     mean_score,
     paired_bootstrap_test,
-    vsi_video_r1_score,
 )
+
+vsi_video_r1_score = AGGREGATIONS["vsibench_video_r1"].statistic
+vsi_official_score = AGGREGATIONS["vsibench_official"].statistic
 
 
 def samples_from(scores, prefix="q", answer_type="multiple choice"):
@@ -83,6 +87,56 @@ def test_bootstrap_ci_of_vsi_resamples_items_and_recomputes_the_vsi_aggregate():
     assert interval.low < 0.525 < interval.high
     # a plain-mean bootstrap would centre on 0.6 instead
     assert interval.high < 0.6
+
+
+def vsi_official_samples(n_per_type: int, seed: int = 0) -> list[dict]:
+    """Samples over the ten question types (three relative-direction types among them)."""
+    types = ["object_counting", "object_abs_distance", "object_size_estimation",
+             "room_size_estimation", "object_rel_distance", "route_planning",
+             "obj_appearance_order", "object_rel_direction_easy",
+             "object_rel_direction_medium", "object_rel_direction_hard"]
+    rng = np.random.default_rng(seed)
+    return [{"id": f"{name}{i}", "score": float(rng.random() < 0.4 + 0.05 * k),
+             "meta": {"question_type": name}}
+            for k, name in enumerate(types) for i in range(n_per_type)]
+
+
+def test_vsi_official_score_averages_eight_categories_directions_first():
+    samples = [{"id": str(i), "score": score, "meta": {"question_type": name}}
+               for i, (name, score) in enumerate([
+                   ("object_rel_direction_easy", 1.0), ("object_rel_direction_hard", 0.0),
+                   ("object_rel_direction_hard", 0.0), ("route_planning", 1.0),
+                   ("object_counting", 0.5)])]
+    # categories: direction (1.0 + 0.0) / 2, route planning 1.0, counting 0.5
+    assert vsi_official_score(samples) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert vsi_official_score.group_percents(samples) == pytest.approx({
+        "question_type/object_counting": 50.0, "question_type/object_rel_direction": 50.0,
+        "question_type/route_planning": 100.0})
+
+
+def test_samples_without_a_group_are_left_out():
+    samples = vsi_official_samples(3) + [{"id": "x", "score": 1.0, "meta": {}}]
+    assert vsi_official_score(samples) == vsi_official_score(samples[:-1])
+    with pytest.raises(ValueError, match="empty"):
+        vsi_official_score(samples[-1:])
+
+
+@pytest.mark.parametrize("aggregate", [mean_score, vsi_video_r1_score, vsi_official_score],
+                         ids=repr)
+def test_vectorised_resamples_equal_the_aggregate_of_each_resample(aggregate):
+    samples = vsi_official_samples(4, seed=2)
+    for i, sample in enumerate(samples):
+        sample["answer_type"] = "regression" if i % 3 == 0 else "multiple choice"
+    indices = np.random.default_rng(5).integers(0, len(samples), size=(50, len(samples)))
+    fast = aggregate.over_resamples(samples, indices)
+    slow = [aggregate([samples[i] for i in row]) for row in indices]
+    assert fast == pytest.approx(slow, abs=1e-12)
+
+
+def test_group_paths_of_different_lengths_are_refused():
+    uneven = GroupMeanAggregate(lambda s: ("a",) * int(s["score"]), "uneven")
+    with pytest.raises(ValueError, match="different lengths"):
+        uneven(samples_from([0.0, 1.0]))
 
 
 def test_bootstrap_ci_refuses_when_nothing_is_scored():
