@@ -25,14 +25,15 @@ video questions (default 32) in two ways:
 Both use the same items, frames (``--frames`` uniform frames, default 32, p2r's sampler), the
 same prompt (p2r's default style) and greedy decoding with the same ``--max-new-tokens``
 (default 128). The items are distinct synthetic 640x360 30 fps clips of 30 s, 31 s, 32 s ...
-(made on first use in ``--workdir``). After an untimed warm-up of each mode, the two modes
-take turns ``--repeats`` times, alternating which goes first. Reported: items/s of each
-(median over repeats), their ratio, and on CUDA the GPU busy fraction during each mode (the
-share of time a kernel was running as NVML reports it, sampled every 100 ms: through
-``torch.cuda.utilization`` when pynvml is installed, else ``nvidia-smi``) and its peak
-memory. How many outputs are identical between the modes is shown as information: batched
-and unbatched half-precision matmuls may round differently, and a left-padded batch may run
-more decoding steps than its longest answer needs. A random-weight model rarely ends an
+(``--clip-seconds`` sets the first length; made on first use in ``--workdir``). After an
+untimed warm-up of each mode, the two modes take turns ``--repeats`` times, alternating which
+goes first. Reported: items/s of each (median over repeats), their ratio, and on CUDA the GPU
+busy fraction during each mode (the share of time a kernel was running as NVML reports it,
+sampled every 100 ms: through ``torch.cuda.utilization`` when pynvml is installed, else
+``nvidia-smi``) and its peak memory (``--json`` also writes these figures to a file). How
+many outputs are identical between the modes is shown as information: batched and unbatched
+half-precision matmuls may round differently, and a left-padded batch may run more decoding
+steps than its longest answer needs. A random-weight model rarely ends an
 answer early, so nearly every item generates ``--max-new-tokens`` tokens in both modes.
 
 Goal: p2r's items/s at least 4x one at a time's (on a GPU, with the 7B), and a GPU kept busy
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -82,9 +84,10 @@ class Run:
     peak_memory_gib: float | None
 
 
-def item_clips(workdir: Path, count: int) -> list[Path]:
-    """``count`` distinct 640x360 clips of 30 s, 31 s, 32 s ..., made on first use."""
-    return [ensure_clip(workdir, Clip(f"{30 + index}s", 30 + index, 640, 360))
+def item_clips(workdir: Path, count: int, seconds: int = 30) -> list[Path]:
+    """``count`` distinct 640x360 clips of ``seconds``, ``seconds`` + 1 ... (30 s, 31 s ...),
+    made on first use."""
+    return [ensure_clip(workdir, Clip(f"{seconds + index}s", seconds + index, 640, 360))
             for index in range(count)]
 
 
@@ -220,6 +223,28 @@ def model_summary(backend: HFBackend) -> str:
     return summary
 
 
+def summary(args: argparse.Namespace, backend: HFBackend, runs: dict[str, list[Run]]
+            ) -> dict[str, object]:
+    """The figures of the report, for ``--json`` (perf/gpu_check.sh renders them)."""
+    rates = {mode: statistics.median(args.items / run.wall_s for run in runs[mode])
+             for mode in MODES}
+    busy = {mode: [r.busy_fraction for r in runs[mode] if r.busy_fraction is not None]
+            for mode in MODES}
+    peaks = {mode: [r.peak_memory_gib for r in runs[mode] if r.peak_memory_gib is not None]
+             for mode in MODES}
+    return {
+        "device": device_name(backend.device), "model": model_summary(backend),
+        "dtype": str(backend.torch_dtype), "attention": backend.attn_implementation,
+        "items": args.items, "frames": args.frames, "batch_size": args.batch_size,
+        "decode_workers": args.decode_workers, "max_new_tokens": args.max_new_tokens,
+        "items_per_s": rates, "speed_up": rates["p2r"] / rates["one at a time"],
+        "gpu_busy": {mode: statistics.median(busy[mode]) if busy[mode] else None
+                     for mode in MODES},
+        "peak_gib": {mode: max(peaks[mode]) if peaks[mode] else None for mode in MODES},
+        "goal": GOAL,
+    }
+
+
 def print_report(args: argparse.Namespace, backend: HFBackend, settings: EvalSettings,
                  runs: dict[str, list[Run]]) -> None:
     import transformers
@@ -228,7 +253,7 @@ def print_report(args: argparse.Namespace, backend: HFBackend, settings: EvalSet
           f"{transformers.__version__}")
     print(f"model: {args.model}: {model_summary(backend)}")
     print(f"settings: {backend.torch_dtype}, {backend.attn_implementation}, {args.items} items "
-          f"(640x360 clips, 30 s and up), {args.frames} frames, max_pixels "
+          f"(640x360 clips, {args.clip_seconds} s and up), {args.frames} frames, max_pixels "
           f"{backend.max_pixels}, greedy, {args.max_new_tokens} new tokens; p2r: batch "
           f"{args.batch_size}, {args.decode_workers} decode workers, prefetch depth "
           f"{prefetch_depth(settings)}; {args.repeats} repeat(s), load average "
@@ -266,9 +291,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "p2r-bench-hf-batching",
                         help="where the clips are made (once)")
+    parser.add_argument("--clip-seconds", type=int, default=30,
+                        help="length of the first clip (the next ones 1 s longer each)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the figures to this JSON file")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    items = bench_items(item_clips(args.workdir, args.items))
+    items = bench_items(item_clips(args.workdir, args.items, args.clip_seconds))
     settings = EvalSettings(model_spec=args.model, tasks=("bench",),
                             frame_policy=FramePolicy(num_frames=args.frames),
                             decoding=DecodingSettings(max_new_tokens=args.max_new_tokens),
@@ -294,6 +323,8 @@ def main() -> None:
         if pool is not None:
             pool.close()
     print_report(args, backend, settings, runs)
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary(args, backend, runs), indent=1))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,11 @@ main table shows the CPU time per step spent in the trainer's reward and advanta
 (split, judge wait, reward table, advantages, process metrics), noise-free by nature. The
 whole comparison is repeated ``--repeats`` times with fresh trainers built in alternating
 order, and all pairs pooled. Both trainers hold a model: for a large checkpoint, mind the
-memory. ``--control`` times GRPO against itself: the ratio it prints is this machine's noise
-floor (on a shared 2-core CPU it was within +-4%, as large as the goal's margin).
+memory. On CUDA the main table also shows each design's peak GPU memory during its steps
+(both trainers' weights and optimizer states included, so the difference between the rows is
+what the design itself adds). ``--control`` times GRPO against itself: the ratio it prints
+is this machine's noise floor (on a shared 2-core CPU it was within +-4%, as large as the
+goal's margin).
 
 Goal: PA-GRPO step time at most 1.03x plain GRPO's.
 """
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import statistics
 import tempfile
@@ -130,6 +134,7 @@ class TakeTurns:
         self.rng = [_rng_state_after(seed)] * 2
         self.wall: list[list[float]] = [[], []]
         self.cpu: list[list[float]] = [[], []]
+        self.peak_gib: list[list[float]] = [[], []]
         self._start = (0.0, 0.0)
 
     def _hand_over(self, index: int) -> None:
@@ -144,11 +149,15 @@ class TakeTurns:
             self.started[index] = True
             self.condition.wait_for(lambda: self.turn == index or self.finished[1 - index])
             _set_rng_state(self.rng[index])
+        if torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
         self._start = (time.perf_counter(), time.process_time())
 
     def end(self, index: int) -> None:
         self.wall[index].append(time.perf_counter() - self._start[0])
         self.cpu[index].append(time.process_time() - self._start[1])
+        if torch.cuda.is_initialized():
+            self.peak_gib[index].append(torch.cuda.max_memory_allocated() / 2**30)
 
     def finish(self, index: int) -> None:
         with self.condition:
@@ -225,8 +234,9 @@ def paired_step_times(trainers: list[Any]) -> TakeTurns:
         thread.start()
     for thread in threads:
         thread.join()
-    for times in (*turns.wall, *turns.cpu):
-        del times[0]
+    for times in (*turns.wall, *turns.cpu, *turns.peak_gib):
+        if times:
+            del times[0]
     return turns
 
 
@@ -290,6 +300,8 @@ def main() -> int:
     parser.add_argument("--judge-latency-ms", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: steadier timings on a shared CPU)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the figures to this JSON file")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -306,6 +318,7 @@ def main() -> int:
     wall: list[list[float]] = [[], []]
     cpu: list[list[float]] = [[], []]
     scoring: list[list[float]] = [[], []]
+    peak_gib: list[list[float]] = [[], []]
     with tempfile.TemporaryDirectory(prefix="p2r-bench-pa-grpo-") as workdir:
         rows = synthetic_rows(Path(workdir), max(1, args.batch // args.generations) * 4)
         for repeat in range(args.repeats):
@@ -320,22 +333,36 @@ def main() -> int:
             for index in (0, 1):
                 wall[index] += turns.wall[index]
                 cpu[index] += turns.cpu[index]
+                peak_gib[index] += turns.peak_gib[index]
     print(f"model {model}, device {args.device}, batch {args.batch} x {args.generations} "
           f"generations, {args.completion_length} new tokens, {args.frames} frames, "
           f"beta {args.beta}, judge latency {args.judge_latency_ms:g} ms, "
           f"{args.repeats} repeats x {args.steps} timed steps each, in turn")
     steps = args.repeats * (args.steps + 1)
     table = [[name, len(wall[i]), f"{statistics.median(wall[i]):.3f}", f"{min(wall[i]):.3f}",
-              f"{statistics.median(cpu[i]):.3f}", f"{1000 * sum(scoring[i]) / steps:.1f}"]
+              f"{statistics.median(cpu[i]):.3f}", f"{1000 * sum(scoring[i]) / steps:.1f}",
+              f"{max(peak_gib[i]):.1f}" if peak_gib[i] else "n/a"]
              for i, name in enumerate(designs)]
     print(tabulate(table, headers=["design", "steps", "median wall s", "min wall s",
-                                   "median CPU s", "rewards+advantages ms/step"]))
+                                   "median CPU s", "rewards+advantages ms/step",
+                                   "peak GPU GiB in its steps"]))
+    paired_ratios = {}
     for label, times in (("wall", wall), ("CPU", cpu)):
         paired = statistics.median(pa / grpo for grpo, pa in zip(*times, strict=True))
+        paired_ratios[label] = paired
         of_medians = statistics.median(times[1]) / statistics.median(times[0])
         verdict = "met" if paired <= GOAL else "NOT met"
         print(f"{second[0]} / GRPO step time ({label}): median of paired ratios {paired:.3f}x, "
               f"ratio of medians {of_medians:.3f}x (goal <= {GOAL}x: {verdict})")
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "model": model, "device": args.device, "batch": args.batch,
+            "generations": args.generations, "completion_length": args.completion_length,
+            "frames": args.frames, "steps": len(wall[0]),
+            "median_step_s": {name: statistics.median(wall[i]) for i, name in enumerate(designs)},
+            "peak_gib": {name: max(peak_gib[i]) if peak_gib[i] else None
+                         for i, name in enumerate(designs)},
+            "paired_ratio": paired_ratios, "goal": GOAL}, indent=1))
     print()
     print("PA-specific work on one batch (split, rewards, advantages):")
     print(tabulate(overhead_table(args, model),
