@@ -25,6 +25,7 @@ import yaml
 from p2r_eval.formats.errors import AnnotationError, DataNotFoundError
 from p2r_eval.formats.mapping import MediaBase, build_items, check_mapping
 from p2r_eval.formats.records import AnnotationSource, read_annotation_file, read_hub
+from p2r_eval.hub import HubUnreachableError, check_hub_reachable
 from p2r_eval.items import Item
 
 __all__ = [
@@ -198,7 +199,11 @@ def load_task(name: str, data_root: Path | None = None, source_format: str | Non
         disabled = "" if hub_source is None else f"; hub fallback off ({HUB_SWITCH}=0)"
         raise DataNotFoundError(str(root), f"{name}: {expected_layout(spec, formats)}{disabled}")
     try:
+        check_hub_reachable(f"the {name} annotations ({hub_source.hub['path']})")
         annotations = read_hub(hub_source.hub, name)
+    except HubUnreachableError as error:
+        raise DataNotFoundError(str(root), f"{name}: {expected_layout(spec, formats)}; "
+                                           f"then {error}") from None
     except DataNotFoundError as error:
         raise DataNotFoundError(str(root), f"{name}: {expected_layout(spec, formats)}; "
                                            f"then {error}") from error

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from p2r_eval.endpoint import EndpointSettings
+from p2r_eval.hub import HubUnreachableError, check_hub_reachable
 from p2r_eval.models.base import Backend, BackendError, DecodingSettings, Request
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "DecodingSettings", "Request", "load_backend"]
@@ -122,6 +123,10 @@ def resolve_model(spec: str) -> str:
         raise BackendError(f"{spec} is a file, not a model folder; {SPEC_HELP}")
     if looks_like_local_path(spec):
         raise BackendError(f"model {spec!r} not found: no such folder; {SPEC_HELP}")
+    try:
+        check_hub_reachable(f"the model {spec!r}")
+    except HubUnreachableError as error:
+        raise BackendError(str(error)) from None
     return spec
 
 
