@@ -88,12 +88,28 @@ def named_frame_policy(name: str) -> FramePolicy:
     return NAMED_POLICIES[name].frame_policy
 
 
+def recorded_input_policy(frame_policy: dict[str, object]) -> str:
+    """The input policy of a recorded frame policy (results.json ``frame_policy``); runs
+    recorded before policies had names were uniform."""
+    return str(frame_policy.get("input_policy") or UNIFORM)
+
+
+def input_policy_label(frame_policy: dict[str, object]) -> str:
+    """A few words naming a recorded frame policy: ``video-r1 inputs``, ``16 frames``."""
+    name = recorded_input_policy(frame_policy)
+    if name in NAMED_POLICIES:
+        return f"{name} inputs"
+    if frame_policy.get("fps"):
+        return f"{frame_policy['fps']} fps"
+    return f"{frame_policy.get('num_frames', '?')} frames"
+
+
 def describe_input_policy(frame_policy: dict[str, object]) -> str:
-    """A short description of a recorded frame policy (results.json ``frame_policy``), e.g.
-    ``video-r1 (2 fps, 4-32 frames ...)`` or ``uniform, 16 frames``."""
-    name = str(frame_policy.get("input_policy") or UNIFORM)
+    """A recorded frame policy in full, e.g. ``video-r1 (2 fps, 4-32 frames (even), ...)``
+    or ``uniform, 16 frames, at most 200704 pixels``."""
+    name = recorded_input_policy(frame_policy)
     if name in NAMED_POLICIES:
         return f"{name} ({NAMED_POLICIES[name].frames})"
-    if frame_policy.get("fps"):
-        return f"uniform, {frame_policy['fps']} fps"
-    return f"uniform, {frame_policy.get('num_frames', '?')} frames"
+    pixels = frame_policy.get("max_pixels")
+    cap = f", at most {pixels} pixels" if pixels else ""
+    return f"uniform, {input_policy_label(frame_policy)}{cap}"

@@ -32,6 +32,12 @@ import p2r_leaderboards
 import yaml
 from tabulate import tabulate
 
+from p2r_eval.input_policies import (
+    PAPER_INPUT_POLICY,
+    describe_input_policy,
+    input_policy_label,
+    recorded_input_policy,
+)
 from p2r_eval.plots import BarSeries, plot_benchmark_bars
 from p2r_eval.protocols import PROTOCOLS, aggregation_for
 from p2r_eval.run_identity import data_difference, partially_scored, uses_demo_suite
@@ -66,8 +72,7 @@ class PaperSettings:
     """How the paper evaluated every row (Video-R1's evaluation script, vLLM)."""
 
     protocol: str = "video-r1"
-    num_frames: int = 32
-    max_pixels: int = 256 * 28 * 28
+    input_policy: str = PAPER_INPUT_POLICY
     max_new_tokens: int = 1024
 
 
@@ -370,13 +375,10 @@ def _paper_prompt_style(name: str) -> str | None:
 
 
 def settings_label(settings: dict[str, Any]) -> str:
-    """Protocol, prompt style and frames, e.g. ``video-r1, p2r prompt, 32 frames``."""
-    policy = settings.get("frame_policy") or {}
-    if policy.get("fps"):
-        frames = f"{policy['fps']} fps"
-    else:
-        frames = f"{policy.get('num_frames', '?')} frames"
-    return f"{settings.get('protocol', '?')}, {settings.get('prompt_style', '?')} prompt, {frames}"
+    """Protocol, prompt style and inputs, e.g. ``video-r1, p2r prompt, video-r1 inputs`` or
+    ``official, direct prompt, 32 frames``."""
+    inputs = input_policy_label(settings.get("frame_policy") or {})
+    return f"{settings.get('protocol', '?')}, {settings.get('prompt_style', '?')} prompt, {inputs}"
 
 
 def setting_differences(settings: dict[str, Any], paper_prompt_style: str | None) -> list[str]:
@@ -386,15 +388,9 @@ def setting_differences(settings: dict[str, Any], paper_prompt_style: str | None
     if protocol != PAPER.protocol:
         notes.append(f"protocol {protocol} (paper: {PAPER.protocol})")
     policy = settings.get("frame_policy") or {}
-    if policy.get("fps"):
-        notes.append(f"frames sampled at {policy['fps']} fps (paper: {PAPER.num_frames} frames)")
-    elif policy.get("num_frames") != PAPER.num_frames:
-        notes.append(f"{policy.get('num_frames')} frames per video (paper: {PAPER.num_frames})")
-    if policy.get("max_pixels") != PAPER.max_pixels:
-        notes.append(
-            f"at most {policy.get('max_pixels')} pixels per frame (paper: 256×28×28 = "
-            f"{PAPER.max_pixels})"
-        )
+    if recorded_input_policy(policy) != PAPER.input_policy:
+        paper_policy = describe_input_policy({"input_policy": PAPER.input_policy})
+        notes.append(f"input policy {describe_input_policy(policy)} (paper: {paper_policy})")
     decoding = settings.get("decoding") or {}
     if not greedy_equivalent(decoding):
         notes.append(
@@ -837,8 +833,7 @@ def settings_diff(results_a: dict[str, Any], results_b: dict[str, Any]) -> list[
         return {
             "protocol": settings.get("protocol"),
             "prompt style": settings.get("prompt_style"),
-            "frames": settings_label(settings).rsplit(", ", 1)[-1],
-            "max pixels": (settings.get("frame_policy") or {}).get("max_pixels"),
+            "inputs": describe_input_policy(settings.get("frame_policy") or {}),
             "decoding": settings.get("decoding"),
             "limit": settings.get("limit"),
         }

@@ -150,7 +150,7 @@ def test_the_run_is_a_leaderboard_row_with_footnotes_and_intervals(uninterrupted
     board = (uninterrupted_run / "leaderboards" / "main.md").read_text()
     row = next(line for line in board.splitlines() if line.startswith("| demo"))
     assert row.count("|") == 10 and "measured" in row
-    assert "4 frames per video (paper: 32)" in board
+    assert "input policy uniform, 4 frames" in board and "(paper: video-r1 (2 fps" in board
     assert "95% bootstrap confidence intervals" in board
     assert (uninterrupted_run / "leaderboards" / "main_bars.png").stat().st_size > 10_000
 
