@@ -36,7 +36,7 @@ def _register_schemas() -> None:
 class _RegisterBeforeTorchvision(importlib.abc.MetaPathFinder):
     """Runs the schema registration the first time torchvision is imported."""
 
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, fullname, path, target=None):
         if fullname == "torchvision":
             sys.meta_path.remove(self)
             _register_schemas()

@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"p2r-eval: stopped: {error}", file=sys.stderr)
         return EXIT_STOPPED
-    except Exception:  # noqa: BLE001 - a bug: its traceback, then the exit code that says so
+    except Exception:  # a bug: its traceback, then the exit code that says so
         traceback.print_exc()
         print("p2r-eval: stopped by an unexpected error (please report it with the traceback "
               "above); everything saved so far is kept", file=sys.stderr)

@@ -256,7 +256,7 @@ def make_configured_judge(args: argparse.Namespace) -> Any:
                       timeout_s=args.judge_timeout)
 
 
-def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):  # noqa: ANN201
+def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):
     from p2r_eval.models import load_backend
 
     return load_backend(settings.model_spec, decoding=settings.decoding,

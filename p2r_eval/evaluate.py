@@ -142,7 +142,7 @@ def generate_isolated(
     so one bad item cannot take its batch mates down with it."""
     try:
         outputs = backend.generate([request for _, request in ready])
-    except Exception as error:  # noqa: BLE001 - any backend failure becomes per-item errors
+    except Exception as error:  # any backend failure becomes per-item errors
         if len(ready) == 1:
             item = ready[0][0]
             yield item, None, f"{item.task}/{item.id}: {type(error).__name__}: {error}"
@@ -223,7 +223,7 @@ def score_safely(item: Item, output: str, protocol: str, judge: Any) -> ItemScor
     later run with a working judge scores it) instead of losing the generation."""
     try:
         return score_item(item, output, protocol, judge=judge)
-    except Exception as error:  # noqa: BLE001 - any judge failure: keep the output, score later
+    except Exception as error:  # any judge failure: keep the output, score later
         return ItemScore(None, extract_answer(output), "judge",
                          f"{JUDGE_FAILED_NOTE}: {type(error).__name__}: {error}")
 

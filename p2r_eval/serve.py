@@ -295,7 +295,7 @@ class Batcher:
         try:
             generations = self._backend_for(settings).generate_counted(
                 [pending.request for pending in group])
-        except Exception as error:  # noqa: BLE001 - reported to the requests that caused it
+        except Exception as error:  # reported to the requests that caused it
             if len(group) > 1:
                 for pending in group:
                     self._generate(settings, [pending])
@@ -365,7 +365,7 @@ def build_app(backend: Any, served_name: str, max_batch_size: int = 8) -> Any:
             return JSONResponse(error_body(str(error), "invalid_request_error"), status_code=400)
         try:
             generation = await asyncio.wrap_future(batcher.submit(request, settings))
-        except Exception as error:  # noqa: BLE001 - the client gets the reason
+        except Exception as error:  # the client gets the reason
             message = f"generation failed: {type(error).__name__}: {error}"
             return JSONResponse(error_body(message, "server_error"), status_code=500)
         return JSONResponse(completion_response(served_name, generation,

@@ -169,7 +169,7 @@ class BusySampler:
         while not self._stop.wait(self.interval_s):
             try:
                 self.samples.append(self.read())
-            except Exception as error:  # noqa: BLE001 - the benchmark goes on without it
+            except Exception as error:  # the benchmark goes on without it
                 print(f"GPU utilization sampling stopped: {error}", flush=True)
                 self.samples.clear()
                 return

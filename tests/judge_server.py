@@ -248,7 +248,7 @@ def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: Any) -> None:  # stdlib name
             return
 
         def handle(self) -> None:
@@ -322,7 +322,7 @@ def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(200, payload)
 
         # -- routes --------------------------------------------------------------------
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:  # stdlib name
             if not self._authorised():
                 return
             path = self.path.split("?")[0]
@@ -341,7 +341,7 @@ def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
                 return
             self._error(404, "not_found_error")
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        def do_POST(self) -> None:  # stdlib name
             if not self._authorised():
                 return
             path = self.path.split("?")[0]

@@ -42,7 +42,7 @@ from p2r_eval.runstore import RunStoreError
 from p2r_eval.synthetic_media import write_frame_folder, write_image, write_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import FakeJudgeServer, judge_reply, word_count  # noqa: E402
+from judge_server import FakeJudgeServer, judge_reply, word_count
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key"

@@ -54,7 +54,7 @@ from p2r_eval.judge.usage import price_per_mtok
 from p2r_eval.retry import retry_after_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import FakeJudgeServer, judge_reply, split_prompt, word_count  # noqa: E402
+from judge_server import FakeJudgeServer, judge_reply, split_prompt, word_count
 
 KEY = "test-key"
 OPTIONS = ("A. a red car", "B. a blue bicycle", "C. a green bus")

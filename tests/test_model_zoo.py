@@ -136,7 +136,7 @@ def test_zoo_entries_are_loadable_settings() -> None:
 
 @pytest.mark.parametrize("model", [m for m in load_zoo() if m.backend == "hf"],
                          ids=lambda model: model.name)
-def test_zoo_commands_parse_with_the_real_cli(model) -> None:  # noqa: ANN001
+def test_zoo_commands_parse_with_the_real_cli(model) -> None:
     argv = shlex.split(eval_command(model))
     assert argv[0] == "p2r-eval"
     args = build_eval_parser().parse_args(argv[1:])
@@ -188,7 +188,7 @@ def run_models_command(argv: list[str]) -> int:
     return args.func(args)
 
 
-def test_models_subcommand_prints_the_table_and_one_model(capsys) -> None:  # noqa: ANN001
+def test_models_subcommand_prints_the_table_and_one_model(capsys) -> None:
     assert run_models_command(["models"]) == 0
     assert zoo_table() in capsys.readouterr().out
     assert run_models_command(["models", "videorft"]) == 0

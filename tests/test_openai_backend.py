@@ -32,8 +32,8 @@ from p2r_eval.retry import RetryPolicy
 from p2r_eval.tasks import TASK_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from openai_proxy import FaultyProxy  # noqa: E402
-from vllm_openai_schema import (  # noqa: E402
+from openai_proxy import FaultyProxy
+from vllm_openai_schema import (
     FRAME_LIST_KEYS,
     FRAME_LIST_MEDIA_TYPE,
     ChatCompletionRequest,

@@ -107,7 +107,8 @@ def test_commands_run_from_an_unrelated_directory(fresh_venv: Path, tmp_path: Pa
 def test_generic_names_do_not_resolve_to_p2r(fresh_venv: Path, tmp_path: Path) -> None:
     probe = ("import importlib.util, p2r_eval, p2r_train; "
              "print(p2r_eval.__file__); print(p2r_train.__file__); "
-             "print(importlib.util.find_spec('training')); print(importlib.util.find_spec('tasks'))")
+             "print(importlib.util.find_spec('training')); "
+             "print(importlib.util.find_spec('tasks'))")
     finished = run_in(fresh_venv, tmp_path, "python", "-c", probe)
     assert finished.returncode == 0, finished.stderr
     eval_file, train_file, training, tasks = finished.stdout.splitlines()

@@ -18,7 +18,7 @@ from p2r_eval.retry import RetryPolicy
 from p2r_eval.tasks import TASK_NAMES, task_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import FakeJudgeServer  # noqa: E402
+from judge_server import FakeJudgeServer
 
 
 def make_item(task: str, answer: str, answer_type: str = "multiple choice",

@@ -32,7 +32,7 @@ from p2r_eval.synthetic_media import write_video
 from p2r_eval.video import FramePolicy, sample_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import FakeJudgeServer  # noqa: E402
+from judge_server import FakeJudgeServer
 
 pytestmark = pytest.mark.slow
 

@@ -30,7 +30,7 @@ from p2r_eval.tasks import TASK_NAMES, load_task
 from p2r_eval.video import FramePolicy, sample_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import NO_VERDICT_REPLIES, FakeJudgeServer  # noqa: E402
+from judge_server import NO_VERDICT_REPLIES, FakeJudgeServer
 
 KEY = "test-key"
 
@@ -187,7 +187,7 @@ class DeletingReplay(ReplayBackend):
         super().__init__(path)
         self.folder, self.at, self.generated = folder, at, 0
 
-    def generate(self, requests):  # noqa: ANN001, ANN201 - the backend interface
+    def generate(self, requests):  # the backend interface
         self.generated += len(requests)
         if self.generated == self.at:
             shutil.rmtree(self.folder)
@@ -214,7 +214,7 @@ def test_a_samples_file_deleted_mid_run_leaves_the_run_unfinished(tmp_path):
     output = tmp_path / "run"
 
     class DeletingSamples(ReplayBackend):
-        def generate(self, requests):  # noqa: ANN001, ANN201
+        def generate(self, requests):
             samples = output / "samples" / "mvbench.jsonl"
             if requests[0].item_id == "50":
                 samples.unlink()
@@ -235,7 +235,7 @@ def test_frame_cache_survives_emptied_memos_and_malformed_entries(tmp_path):
               for i in range(3)]
     policy = FramePolicy(num_frames=4)
 
-    def sampler(video: Path, policy: FramePolicy):  # noqa: ANN202 - SampledFrames
+    def sampler(video: Path, policy: FramePolicy):  # SampledFrames
         return sample_frames(video, policy=policy)
 
     expected = [sampler(video, policy).frames for video in videos]

@@ -27,7 +27,7 @@ from p2r_eval.judge import GradeQuery, RetryPolicy, SufficiencyQuery, make_judge
 from p2r_eval.runstore import RunStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import TRANSIENT_FAULTS, FakeJudgeServer  # noqa: E402
+from judge_server import TRANSIENT_FAULTS, FakeJudgeServer
 
 KEY = "test-key"
 CLIENT_TIMEOUT_S = 1.0

@@ -124,7 +124,7 @@ def run_in_thread(function, timeout_s: float):
     def target() -> None:
         try:
             outcome["value"] = function()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as error:  # re-raised in the caller's thread
             outcome["error"] = error
 
     thread = threading.Thread(target=target, daemon=True)

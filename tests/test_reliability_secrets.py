@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import FakeJudgeServer  # noqa: E402
+from judge_server import FakeJudgeServer
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ class EchoingProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
             def _send(self, status: int, payload: dict) -> None:
@@ -61,7 +61,7 @@ class EchoingProxy:
                 return self.headers.get("x-api-key") or self.headers.get(
                     "Authorization", "").removeprefix("Bearer ")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 proxy.seen_keys.add(self._key())
                 model = {"id": "fake-judge-1", "type": "model", "object": "model",
                          "display_name": "f", "created_at": "2025-01-01T00:00:00Z",
@@ -69,7 +69,7 @@ class EchoingProxy:
                 self._send(200, {"object": "list", "data": [model], "has_more": False,
                                  "first_id": "fake-judge-1", "last_id": "fake-judge-1"})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 proxy.seen_keys.add(self._key())
                 echoed = {name: value for name, value in self.headers.items()}

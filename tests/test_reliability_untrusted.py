@@ -28,7 +28,7 @@ from p2r_eval.untrusted import escape_markdown, plot_label, visible_controls
 from p2r_eval.video import FramePolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from judge_server import FakeJudgeServer  # noqa: E402
+from judge_server import FakeJudgeServer
 
 KEY = "test-key"
 CONTROLS = "\x1b\x00\x07\x08\x7f\x85\u2028\u2029\u202e\u200b"

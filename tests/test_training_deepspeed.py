@@ -27,11 +27,11 @@ from training_support import TEST_POLICY, cot_record, rl_record, write_clips
 
 pytest.importorskip("deepspeed")
 
-from p2r_train.dynamics import log_history  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
+from p2r_train.dynamics import log_history
+from safetensors.torch import load_file
 
-from p2r_eval.models import DecodingSettings, Request, load_backend  # noqa: E402
-from p2r_eval.video import sample_frames  # noqa: E402
+from p2r_eval.models import DecodingSettings, Request, load_backend
+from p2r_eval.video import sample_frames
 
 pytestmark = pytest.mark.slow
 

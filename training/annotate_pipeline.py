@@ -251,7 +251,7 @@ def judge_observation(judge: Judge, record: VQARecord, output: str) -> dict[str,
     try:
         verdict = judge.sufficiency(query.question, query.options, query.answer,
                                     query.observation, item_id=query.id)
-    except Exception as error:  # noqa: BLE001 - any judge failure is this item's failure
+    except Exception as error:  # any judge failure is this item's failure
         log.warning("item %s: judge failed: %s", record.id, error)
         return judge_failure_entry(error)
     return sufficiency_entry(verdict)
@@ -400,7 +400,7 @@ class AnnotationRun:
         try:
             verification = verify_output(output, record.problem_type, record.fields["solution"],
                                          self.settings.min_scores)
-        except Exception as error:  # noqa: BLE001 - a rule failure is this item's failure
+        except Exception as error:  # a rule failure is this item's failure
             self.fail(record, "verify", "verify_error", f"{type(error).__name__}: {error}")
             return
         entry = {"id": record.id, **verification.as_dict()}

@@ -133,7 +133,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     add_auto_eval_options(parser)
 
 
-def _frame_policy(args: argparse.Namespace):  # noqa: ANN202 - p2r_eval imported lazily
+def _frame_policy(args: argparse.Namespace):  # p2r_eval imported lazily
     from p2r_eval.cli_settings import frame_policy_from_args
 
     return frame_policy_from_args(args)
@@ -287,7 +287,7 @@ def add_grpo_subcommand(subparsers: Any) -> None:
     parser.set_defaults(func=run_grpo_command)
 
 
-def reward_design(args: argparse.Namespace):  # noqa: ANN201 - training imported lazily
+def reward_design(args: argparse.Namespace):  # training imported lazily
     from p2r_train.rewards import RewardDesign
 
     return RewardDesign(

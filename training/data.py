@@ -174,7 +174,7 @@ def sft_rows(records: Sequence[dict[str, Any]], media_root: Path, *,
     return rows
 
 
-def to_dataset(rows: Iterable[dict[str, Any]]):  # noqa: ANN201 - datasets is imported lazily
+def to_dataset(rows: Iterable[dict[str, Any]]):  # datasets is imported lazily
     """A ``datasets.Dataset`` of ``rows``."""
     from datasets import Dataset
 

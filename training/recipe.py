@@ -178,7 +178,7 @@ def run_parallel(commands: dict[str, list[str]], logs: Path, threads: int) -> No
                    "false", "P2R_HUB": "0"}
     running = {}
     for name, command in commands.items():
-        log = open(logs / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        log = open(logs / f"{name}.log", "w", encoding="utf-8")  # closed below
         running[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                           env=environment), log)
     failed = []

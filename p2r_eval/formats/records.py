@@ -149,7 +149,7 @@ def _read_parquet(path: Path, label: str) -> list[dict[str, Any]]:
 
     try:
         return pq.read_table(path).to_pylist()
-    except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
+    except Exception as error:  # pyarrow raises many types for a bad file
         raise AnnotationError(label, f"unreadable parquet: {error}") from error
 
 
@@ -159,7 +159,7 @@ def _read_saved_dataset(path: Path, label: str, split: str | None) -> list[dict[
 
     try:
         loaded = datasets.load_from_disk(str(path))
-    except Exception as error:  # noqa: BLE001 - datasets raises many types for a bad folder
+    except Exception as error:  # datasets raises many types for a bad folder
         raise AnnotationError(label, f"not a saved dataset: {error}") from error
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
@@ -183,7 +183,7 @@ def read_hub(hub: dict[str, Any], task: str) -> list[AnnotationSource]:
         label = f"hub:{hub['path']}" + (f"/{config}" if config else "") + f"@{hub['split']}"
         try:
             loaded = datasets.load_dataset(hub["path"], config, split=hub["split"])
-        except Exception as error:  # noqa: BLE001 - network, auth, missing repo: all the same here
+        except Exception as error:  # network, auth, missing repo: all the same here
             raise DataNotFoundError(label, f"{task}: load_dataset failed: "
                                            f"{type(error).__name__}: {error}") from error
         records = with_bookkeeping(loaded.to_list(), label, config or hub["split"])

@@ -99,7 +99,7 @@ class AnthropicBackend:
         extra_body = {"temperature": temperature} if temperature is not None else None
         try:
             message = self.client.messages.create(**params, extra_body=extra_body)
-        except Exception as error:  # noqa: BLE001 - classified just below
+        except Exception as error:  # classified just below
             raise self.classify(error) from None
         return Completion(
             text=message_text(message),

@@ -59,7 +59,7 @@ def _with_retries(judge: Judge, label: str, call: Callable[[], Any]) -> Any:
     def attempt() -> Any:
         try:
             return call()
-        except Exception as error:  # noqa: BLE001 - classified into transient/permanent
+        except Exception as error:  # classified into transient/permanent
             raise backend.classify(error) from None
 
     result, _ = call_with_retries(attempt, judge.retry, label=label, rng=judge.rng,

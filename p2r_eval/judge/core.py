@@ -194,7 +194,7 @@ class Judge:
         except RetriesExhausted:
             self._usage.add(failures=1)
             raise
-        except Exception as error:  # noqa: BLE001 - any other error is named, then raised
+        except Exception as error:  # any other error is named, then raised
             self._usage.add(failures=1)
             detail = str(error) if isinstance(error, JudgeError) else repr(error)
             raise JudgeError(f"{request.label}: {detail}") from error

@@ -82,7 +82,7 @@ class OpenAICompatibleBackend:
                 temperature=0.0,
                 max_tokens=max_tokens,
             )
-        except Exception as error:  # noqa: BLE001 - classified just below
+        except Exception as error:  # classified just below
             raise self.classify(error) from None
         if not response.choices:
             raise TransientJudgeError(f"{self.public_base_url} returned no choices")

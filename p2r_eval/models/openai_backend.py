@@ -397,7 +397,7 @@ class OpenAIBackend:
         extra = {k: v for k, v in body.items() if k not in STANDARD_FIELDS}
         try:
             response = replica.client.chat.completions.create(**standard, extra_body=extra)
-        except Exception as error:  # noqa: BLE001 - classified just below
+        except Exception as error:  # classified just below
             raise self.classify(error, replica) from None
         if not response.choices or response.choices[0].message.content is None:
             self.pool.failed(replica, REPLICA_COOLDOWN_S)
