@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from p2r_eval import synthetic_media
-from p2r_eval.models.demo import ensure_demo_model
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo Qwen2.5-VL checkpoint (the training tests' model), built once per session."""
+    """The demo Qwen2.5-VL checkpoint (the training tests' model), built once per session.
+    Imported here, not at the top: collecting tests must not pay for importing torch."""
+    from p2r_eval.models.demo import ensure_demo_model
+
     return ensure_demo_model(tmp_path_factory.getbasetemp() / "p2r-cache")
 
 
