@@ -4,10 +4,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from p2r_eval.input_policies import UNIFORM, default_input_policy, named_frame_policy
 from p2r_eval.models.base import DecodingSettings
 from p2r_eval.video import FramePolicy
+
+
+def resolved_path_argument(path: Path, option: str) -> Path:
+    """``path`` made absolute with its links resolved; a ``ValueError`` naming ``option`` for
+    one that cannot be (a symlink loop)."""
+    try:
+        return path.resolve()
+    except RuntimeError:  # pathlib's report of a symlink loop
+        raise ValueError(f"{option} {path}: a symlink loop") from None
 
 
 def decoding_from_args(args: argparse.Namespace) -> DecodingSettings:

@@ -23,7 +23,11 @@ from p2r_eval.checkpoints import (
     write_checkpoint_reports,
 )
 from p2r_eval.cli import EXIT_INTERRUPTED, EXIT_STOPPED
-from p2r_eval.cli_settings import decoding_from_args, input_policy_from_args
+from p2r_eval.cli_settings import (
+    decoding_from_args,
+    input_policy_from_args,
+    resolved_path_argument,
+)
 from p2r_eval.endpoint import EndpointSettings, endpoint_from_args
 from p2r_eval.evaluate import (
     EvalSettings,
@@ -56,11 +60,13 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         prompt_style=args.prompt,
         frame_policy=input_policy_from_args(args),
         decoding=decoding_from_args(args),
-        data_root=args.data_root.resolve() if args.data_root else None,
+        data_root=resolved_path_argument(args.data_root, "--data-root") if args.data_root
+        else None,
         limit=args.limit,
         batch_size=served_batch_size(args),
         retry_errors=args.retry_errors,
-        frame_cache=args.frame_cache.resolve() if args.frame_cache else None,
+        frame_cache=resolved_path_argument(args.frame_cache, "--frame-cache")
+        if args.frame_cache else None,
         decode_workers=args.decode_workers,
         decode_timeout_s=args.decode_timeout,
         shard=parse_shard(args.shard) if args.shard else None,

@@ -161,7 +161,8 @@ def add_subcommands(subparsers: Any) -> None:
 def _merge_command(args: argparse.Namespace) -> int:
     counts = sorted({int(p.name.split("-of-")[1]) for p in (args.output / "shards").glob("*-of-*")})
     if len(counts) != 1:
-        print(f"p2r-eval merge: expected shards of one size under {args.output / 'shards'}")
+        print(f"p2r-eval merge: expected shards of one size under {args.output / 'shards'}",
+              file=sys.stderr)
         return 2
     try:
         merged = merge_shards(args.output, counts[0])

@@ -14,6 +14,7 @@ point at (a valid video) is never read.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -351,3 +352,51 @@ def test_annotate_makes_each_odd_media_path_that_records_failure(odd_root, tmp_p
 def assert_printable(text: str) -> None:
     raw = sorted({repr(char) for char in text if not char.isprintable() and char != "\n"})
     assert not raw, f"raw control characters printed: {raw}"
+
+
+@pytest.fixture
+def odd_arguments(tmp_path) -> dict[str, str]:
+    """Paths for the command line: a symlink loop and a 5,000-character name."""
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    return {"loop": str(tmp_path / "loop_a"), "long-name": str(tmp_path / ("n" * 5000))}
+
+
+def replay_run(root: Path, replay: str, output: Path, *extra: str) -> list[str]:
+    return ["--model", f"replay:{replay}", "--tasks", "mvbench", "--data-root", str(root),
+            "--quiet", "--output", str(output), *extra]
+
+
+COMMANDS_READING_PATHS = {  # command line with PATH where the odd path goes
+    "eval --data-root": lambda r, o: replay_run(Path("PATH"), str(r / "replay.jsonl"), o),
+    "eval --model replay:": lambda r, o: replay_run(r, "PATH", o),
+    "eval --output": lambda r, o: replay_run(r, str(r / "replay.jsonl"), Path("PATH")),
+    "eval --frame-cache": lambda r, o: ["--model", "demo", "--tasks", "mvbench", "--limit", "1",
+                                        "--frames", "4", "--max-new-tokens", "2", "--quiet",
+                                        "--output", str(o), "--frame-cache", "PATH"],
+    "eval --judge-cache": lambda r, o: replay_run(r, str(r / "replay.jsonl"), o, "--judge",
+                                                  "openai", "--judge-base-url",
+                                                  "http://127.0.0.1:9/v1", "--judge-cache",
+                                                  "PATH"),
+    "check-data": lambda r, o: ["check-data", "--tasks", "mvbench", "--data-root", "PATH"],
+    "leaderboard": lambda r, o: ["leaderboard", "PATH", "--out", str(o)],
+    "compare": lambda r, o: ["compare", "PATH", "PATH"],
+    "merge": lambda r, o: ["merge", "PATH"],
+}
+
+
+@pytest.mark.parametrize("oddity", ["loop", "long-name"])
+@pytest.mark.parametrize("command", list(COMMANDS_READING_PATHS))
+def test_odd_paths_on_the_command_line_stop_with_one_line(command, oddity, odd_root,
+                                                         odd_arguments, tmp_path, capsys):
+    template = COMMANDS_READING_PATHS[command](odd_root["root"], tmp_path / "run")
+    argv = [part.replace("PATH", odd_arguments[oddity]) for part in template]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err, captured.err
+    if code == 1:  # check-data reports a benchmark's error; an unusable frame cache fails
+        assert command in ("check-data", "eval --frame-cache"), captured  # each item
+        return
+    assert code in (2, 4), captured
+    said = captured.err.rstrip("\n").split("\n")[-1]
+    assert said.startswith("p2r-eval"), captured
