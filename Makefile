@@ -2,7 +2,7 @@
 PYTHON_ENV := .venv
 BIN := $(PYTHON_ENV)/bin
 
-.PHONY: setup setup-lmms setup-browser demo test lint lock
+.PHONY: setup setup-lmms setup-browser test-fast demo test lint lock
 
 setup:
 	bash scripts/setup_env.sh
@@ -20,6 +20,10 @@ demo: setup
 
 test: setup setup-lmms setup-browser
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow: the quick check while changing code (under 2 minutes on 2 cores).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check p2r_eval training tests perf env
