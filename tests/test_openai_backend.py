@@ -290,3 +290,19 @@ def test_annotate_with_a_served_teacher_generates_what_the_hf_teacher_does(serve
     assert set(generated(tmp_path / "hf")) == {"mc", "count"}
     fingerprint = json.loads((tmp_path / "served" / "run.json").read_text())["teacher"]
     assert fingerprint["fingerprint"]["backend"] == "openai"
+
+
+def test_probe_with_a_served_perceiver(server, tmp_path):
+    from p2r_eval.models import resolve_model
+
+    output = tmp_path / "probe"
+    assert main(["probe", "--perceiver", "demo", "--perceiver-base-url", server.base_url,
+                 "--reasoner", resolve_model("demo"), "--tasks", "mvbench", "--limit", "1",
+                 "--frames", "4", "--max-new-tokens", TOKENS, "--response-cache", "none",
+                 "--output", str(output), "--quiet"]) == 0
+    perceiver = json.loads((output / "perceiver" / "results.json").read_text())
+    assert perceiver["model"]["fingerprint"]["backend"] == "openai"
+    assert perceiver["backend_usage"]["calls"] == 1
+    reasoner = json.loads((output / "text_only" / "results.json").read_text())
+    assert reasoner["model"]["fingerprint"]["backend"] == "hf"
+    assert json.loads((output / "probe.json").read_text())["tasks"]["mvbench"]["n"] == 1
