@@ -9,6 +9,7 @@ items' decoding, before the model is loaded.
 
 from __future__ import annotations
 
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -115,6 +116,12 @@ def _build_or_error(builder: RequestBuilder, item: Item) -> Request | MediaError
         return error
 
 
+def ignore_interrupts() -> None:
+    """A decode worker leaves Ctrl-C to the run: a terminal sends SIGINT to the whole process
+    group, and the run stops its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class DecodePool:
     """Decode worker processes shared by every task of a run: they start once, not per task.
 
@@ -127,7 +134,8 @@ class DecodePool:
         if workers < 1:
             raise ValueError(f"a decode pool needs at least one worker, got {workers}")
         self.workers = workers
-        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                             initializer=ignore_interrupts)
         self._early: dict[tuple[RequestBuilder, str, str], Future] = {}
 
     def start_early(self, items: Iterable[Item], builder: RequestBuilder) -> None:

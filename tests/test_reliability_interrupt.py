@@ -317,3 +317,21 @@ def test_a_tasks_wall_time_adds_up_the_processes_that_worked_on_it(data_root, tm
     first_process = mvbench_entry()["wall_time_s"]
     assert main(replay_args(data_root, run)) == 0
     assert mvbench_entry()["wall_time_s"] >= first_process > 0
+
+
+def test_ctrl_c_in_a_terminal_with_decode_workers_prints_one_line(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, decode workers included."""
+    run = tmp_path / "run"
+    process = subprocess.Popen(p2r_eval_command(*DEMO_ARGS, "--decode-workers", "1",
+                                                "--output", str(run)),
+                               env=subprocess_env(), cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    while finished_items(run) < 1:
+        assert process.poll() is None, "the run finished before Ctrl-C"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.rstrip("\n").split("\n")[-1].startswith("p2r-eval: interrupted: ")
