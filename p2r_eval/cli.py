@@ -49,7 +49,10 @@ subcommands (p2r-eval SUBCOMMAND --help):
 A run folder holds results.json and samples/<task>.jsonl; running the same command again
 resumes it (finished items are never generated twice) and a finished run is not redone.
 Exit codes: 0 done; 1 every item failed; 2 the run could not start; 3 judge-graded items
-were left unscored because the judge failed (run the command again to grade them).
+were left unscored because the judge failed (run the command again to grade them); 4 stopped
+by an error that is no item's (a full disk, a read-only folder, a path the system refuses, a
+bug); 130 interrupted (Ctrl-C). After 3, 4 and 130 every saved item is kept: run the same
+command again to resume.
 """
 
 SubcommandRegistrar = Callable[[Any], None]
