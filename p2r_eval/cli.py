@@ -23,7 +23,7 @@ examples:
   p2r-eval --model demo --tasks all
       the built-in tiny model on the built-in demo suite (no downloads)
   p2r-eval --model /ckpt/VideoP2R-7B --tasks all --data-root /data/Video-R1-eval --batch-size 8
-      a local checkpoint on the real benchmarks, the paper's protocol (video-r1), 32 frames
+      a local checkpoint on the real benchmarks, the paper's protocol and inputs (video-r1)
   p2r-eval --model /ckpt/Video-R1-7B --prompt r1 --tasks mvbench,videomme --data-root /data
   p2r-eval --model replay:outputs.jsonl --tasks vsibench --data-root /data --protocol official
       re-score outputs produced elsewhere (lines {"task", "id", "output"}); needs no video
