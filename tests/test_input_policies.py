@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import types
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,17 @@ def test_video_r1_frame_counts_and_sizes(
 ) -> None:
     sampled = sample_frames(videos[clip], policy=named_frame_policy("video-r1"))
     assert sampled.frames.shape == (frames, *size, 3)
+
+
+@pytest.mark.parametrize("clip", ["2min", "bframes", "vfr"])
+def test_keyframe_sampling_with_resize_equals_sequential_decoding(
+    clip: str, videos: dict[str, Path]
+) -> None:
+    policy = named_frame_policy("video-r1")
+    sampled = sample_frames(videos[clip], policy=policy)
+    sequential = sample_frames(videos[clip], policy=replace(policy, decoder="pyav-sequential"))
+    assert sampled.indices == sequential.indices
+    assert np.array_equal(sampled.frames, sequential.frames)
 
 
 def test_videorft_takes_32_frames_or_all_even(videos: dict[str, Path]) -> None:
