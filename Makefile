@@ -2,7 +2,7 @@
 PYTHON_ENV := .venv
 BIN := $(PYTHON_ENV)/bin
 
-.PHONY: setup setup-lmms setup-browser test-fast demo test lint lock
+.PHONY: setup setup-lmms setup-browser test-fast demo toy test lint lock
 
 setup:
 	bash scripts/setup_env.sh
@@ -15,8 +15,14 @@ setup-lmms:
 setup-browser:
 	bash scripts/setup_browser.sh
 
+# The demo model was trained on the toy suite at 8 frames of 56x56 pixels: shown the same.
 demo: setup
-	$(BIN)/p2r-eval --model demo --tasks all --output runs/demo
+	$(BIN)/p2r-eval --model demo --tasks all,toy --frames 8 --max-pixels 3136 \
+		--max-new-tokens 128 --output runs/demo
+
+# The whole pipeline at toy scale on a CPU (README, "A model that learns on a laptop").
+toy: setup
+	$(BIN)/p2r-train recipe toy --output runs/toy
 
 test: setup setup-lmms setup-browser
 	$(BIN)/python -m pytest -q

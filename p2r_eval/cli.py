@@ -36,7 +36,7 @@ examples:
       leaderboard row per step and a scores-by-step plot
 
 subcommands (p2r-eval SUBCOMMAND --help):
-  make-demo-model DIR   build the tiny offline Qwen2.5-VL used by the demo and the tests
+  make-demo-model DIR   build the tiny offline Qwen2.5-VL with random weights (the tests' model)
   check-data            report records, missing/unreadable videos and unsafe paths per benchmark
   leaderboard           render the paper's tables with runs added as rows
   compare               paired bootstrap test between two runs on the same items
@@ -92,7 +92,8 @@ def build_eval_parser() -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=int, default=1, help="items per generate call")
     data = parser.add_argument_group("data")
     data.add_argument("--tasks", default="all", help="'all' or a comma list of "
-                      "vsibench,videommmu,mmvu,vcrbench,mvbench,tempcompass,videomme")
+                      "vsibench,videommmu,mmvu,vcrbench,mvbench,tempcompass,videomme and toy "
+                      "(the synthetic suite, not in 'all'; e.g. all,toy)")
     data.add_argument("--data-root", type=Path, default=None,
                       help="folder with the benchmarks (docs/benchmarks.md); default: demo suite")
     data.add_argument("--limit", type=positive_int, default=None, metavar="N",

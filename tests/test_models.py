@@ -16,6 +16,7 @@ from p2r_eval.models.demo import (
     DEMO_MARKER_FILE,
     DEMO_RECIPE_VERSION,
     TAG_TOKENS,
+    demo_checkpoint,
     ensure_demo_model,
     make_demo_model,
 )
@@ -274,7 +275,7 @@ def test_load_backend_resolves_specs(demo_cache: Path, demo_dir: Path, tmp_path:
                                      monkeypatch) -> None:
     monkeypatch.setenv("P2R_CACHE", str(demo_cache))
     demo = load_backend("demo", decoding=FAST, max_pixels=SMALL_FRAMES)
-    assert isinstance(demo, HFBackend) and demo.model_path == str(demo_dir)
+    assert isinstance(demo, HFBackend) and demo.model_path == str(demo_checkpoint())
     assert demo.decoding() == FAST
     assert isinstance(load_backend(str(demo_dir), decoding=FAST), HFBackend)
     file = write_lines(tmp_path / "out.jsonl", {"task": "t", "id": "1", "output": "A"})

@@ -141,9 +141,9 @@ def _frame_policy(args: argparse.Namespace):  # p2r_eval imported lazily
 
 def _resolve_model(spec: str) -> str:
     if spec == "demo":
-        from p2r_eval.models.demo import ensure_demo_model
+        from p2r_eval.models.demo import demo_checkpoint
 
-        return str(ensure_demo_model())
+        return str(demo_checkpoint())
     return spec
 
 

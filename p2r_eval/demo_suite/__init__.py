@@ -6,7 +6,9 @@ Video-R1's ``eval_<name>.json`` for the five benchmarks that have one, the autho
 for VCR-Bench (``vcrbench/meta_info_video.json``) and TempCompass
 (``tempcompass/questions/multi-choice.json``). :func:`prepare_demo_data` copies them into a
 cache folder and writes every video (and MVBench's frame folder) the records name, with
-:mod:`p2r_eval.synthetic_media`: 2-4 s, 8 fps, 64x48, the same bytes on every machine.
+:mod:`p2r_eval.synthetic_media`: 2-4 s, 8 fps, 64x48, the same bytes on every machine. It
+adds the toy task: the first items of the toy suite's test split (``eval_toy.json``), which
+the demo model (trained on the toy suite's training split) has never seen.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from p2r_eval import synthetic_media
+from p2r_eval import synthetic_media, toy_suite
 from p2r_eval.cache_root import cache_root
+from p2r_eval.toy_suite import scenes as toy_scenes
 
 DEMO_FILES = Path(__file__).resolve().parent / "data"
 VIDEO_FPS = 8
 VIDEO_SIZE = (64, 48)
 FRAMES_PER_FOLDER = 12
 COMPLETE_MARKER = ".complete"
+TOY_ITEMS = 8
 
 
 def demo_version() -> str:
@@ -38,6 +42,9 @@ def demo_version() -> str:
         digest.update(path.read_bytes())
     digest.update(repr((VIDEO_FPS, VIDEO_SIZE, FRAMES_PER_FOLDER)).encode())
     digest.update(Path(synthetic_media.__file__).read_bytes())
+    for module in (toy_suite, toy_scenes):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(str(TOY_ITEMS).encode())
     return digest.hexdigest()[:16]
 
 
@@ -59,6 +66,7 @@ def prepare_demo_data(root: Path | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(DEMO_FILES, staging)
         write_demo_media(staging)
+        toy_suite.write_split(staging, "test", TOY_ITEMS, seed=0, records_file=toy_suite.TASK_FILE)
         (staging / COMPLETE_MARKER).write_text("ok\n")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)

@@ -2,8 +2,8 @@
 
 Specs:
 
-- ``demo``: the tiny offline Qwen2.5-VL (:mod:`p2r_eval.models.demo`), built once into the
-  cache;
+- ``demo``: the tiny offline Qwen2.5-VL trained by the toy recipe's SFT step
+  (:mod:`p2r_eval.models.demo`, committed with the package);
 - ``replay:FILE``: stored outputs (:mod:`p2r_eval.models.replay`);
 - a local checkpoint folder, or a hub id such as ``Qwen/Qwen2.5-VL-7B-Instruct``. A hub id is
   resolved as usual: from the local Hugging Face cache, or downloaded when there is network
@@ -108,9 +108,9 @@ def resolve_model(spec: str) -> str:
     """The checkpoint a model spec names: the demo model's folder, a local folder, or a hub id
     (left for the backend to resolve)."""
     if spec == "demo":
-        from p2r_eval.models.demo import ensure_demo_model
+        from p2r_eval.models.demo import demo_checkpoint
 
-        return str(ensure_demo_model())
+        return str(demo_checkpoint())
     if spec.startswith("vllm:"):
         raise BackendError(
             f"{spec!r}: vllm is chosen with backend='vllm' (--backend vllm), not a spec prefix; "

@@ -1,4 +1,13 @@
-"""A tiny but real Qwen2.5-VL with random weights, built fully offline.
+"""The demo model, and the tiny but real Qwen2.5-VL with random weights it was trained from.
+
+``--model demo`` is :func:`demo_checkpoint`: the tiny Qwen2.5-VL after the toy recipe's SFT
+step (``p2r-train recipe toy``), committed in ``p2r_eval/models/demo_checkpoint/`` (under
+1 MB; ``bash scripts/make_demo_checkpoint.sh`` remakes it, ``p2r_demo.json`` there records
+how). On the toy suite it writes well-formed observation/think/answer outputs; on the paper's
+benchmarks it writes toy-style text, so its scores there stay near zero.
+
+Everything below builds the random-weight model (:func:`ensure_demo_model`): what the tests
+train and what the toy recipe starts from.
 
 It has the real architecture, tokenizer type, chat template and processors of Qwen2.5-VL, only
 very small (~0.2 M parameters, <1 MB on disk): every code path of the hf backend, the eval
@@ -28,6 +37,7 @@ from p2r_eval.template import TAGS
 if TYPE_CHECKING:
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2Tokenizer
 
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "demo_checkpoint"
 DEMO_RECIPE_VERSION = 1
 DEMO_MARKER_FILE = "p2r_demo.json"
 # The six process tags, each a single token of the demo vocabulary.
@@ -249,6 +259,14 @@ def build_demo_generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
         pad_token_id=end_of_text,
         do_sample=False,
     )
+
+
+def demo_checkpoint() -> Path:
+    """The folder of the demo model (``--model demo``): the toy recipe's SFT checkpoint."""
+    if not (DEMO_CHECKPOINT / "model.safetensors").is_file():
+        raise FileNotFoundError(f"the demo checkpoint is missing from {DEMO_CHECKPOINT}; "
+                                "remake it with `bash scripts/make_demo_checkpoint.sh`")
+    return DEMO_CHECKPOINT
 
 
 def make_demo_model(directory: Path, *, seed: int = 0) -> Path:

@@ -21,6 +21,7 @@ The splits have disjoint videos: every item draws its own scene from (seed, spli
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,7 +56,6 @@ FLAWS = ("wrong_answer", "broken_template", "missing_fact")
 """What verification must drop (the first two) and what the sufficiency judge must drop."""
 TASK_FILE = "eval_toy.json"
 MANIFEST = "manifest.json"
-SUITE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -160,10 +160,20 @@ def write_toy_suite(root: Path, sizes: dict[str, int] | None = None, seed: int =
         scenes = write_split(folder, split, sizes[split], seed, records_file)
         chance[split] = float(np.mean([scene.chance for scene in scenes]))
     write_teacher(root / "train", sizes["train"], seed)
-    manifest = {"version": SUITE_VERSION, "seed": seed, "sizes": sizes, "frames": FRAMES,
+    manifest = {"version": suite_version(), "seed": seed, "sizes": sizes, "frames": FRAMES,
                 "fps": FPS, "chance": chance}
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return root
+
+
+def suite_version() -> str:
+    """A digest of the code the suite's files come from (a change makes a new cached suite)."""
+    from p2r_eval.toy_suite import scenes
+
+    digest = hashlib.sha256()
+    for module in (scenes.__file__, __file__, synthetic_media.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def prepare_toy_suite(sizes: dict[str, int] | None = None, seed: int = 0,
@@ -172,7 +182,7 @@ def prepare_toy_suite(sizes: dict[str, int] | None = None, seed: int = 0,
     Safe when several processes ask at once (one writes under a lock, then renames)."""
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     parent = Path(parent) if parent is not None else cache_root() / "toy"
-    name = f"v{SUITE_VERSION}-seed{seed}-" + "-".join(str(sizes[s]) for s in SPLITS)
+    name = f"{suite_version()}-seed{seed}-" + "-".join(str(sizes[s]) for s in SPLITS)
     target = parent / name
     if (target / MANIFEST).is_file():
         return target
