@@ -19,7 +19,8 @@ one deliberately naive habit that makes the prompt-injection test meaningful:
   of the correct option (the correct answer without its ``X.`` prefix), case-insensitively.
   Grading: "yes" only if the prediction contains the reference.
 * An observation containing ``[[garble]]`` gets a reply with no verdict in it; one containing
-  ``[[batch-error]]`` makes its Message Batches result an ``errored`` one.
+  ``[[batch-error]]`` makes its Message Batches result an ``errored`` one. A prompt containing
+  ``[[surrogate]]`` gets a rationale holding a lone UTF-16 surrogate (JSON-escaped).
 
 Token counts are whitespace word counts of the prompt and the reply, so tests can compute them.
 """
@@ -77,6 +78,8 @@ def judge_reply(prompt_text: str) -> str:
         return "I do not understand the request."
     verdict = "yes" if found else "no"
     reason = "The data contains the expected text." if found else "The expected text is absent."
+    if "[[surrogate]]" in prompt_text:
+        reason += " Half a pair: \ud800."
     return f"<verdict>{verdict}</verdict>\n<rationale>{reason}</rationale>"
 
 

@@ -238,3 +238,39 @@ def test_judge_graded_items_of_a_batch_are_graded_concurrently_with_the_same_sco
     one = json.loads((base / "one" / "results.json").read_text())["tasks"]["mmvu"]
     batched = json.loads((base / "batched" / "results.json").read_text())["tasks"]["mmvu"]
     assert batched["score"] == one["score"] and batched["breakdown"] == one["breakdown"]
+
+
+# -- a damaged reply cache ---------------------------------------------------------------------
+CACHE_DAMAGE = {  # what is done to the cache file (its WAL files removed)
+    "garbage": lambda data: b"not a database\n" * 300,
+    "truncated to a third": lambda data: data[: len(data) // 3],
+    "header byte flipped": lambda data: data[:5] + bytes([data[5] ^ 0xFF]) + data[6:],
+    "emptied": lambda data: b"",
+}
+
+
+@pytest.mark.parametrize("damage", list(CACHE_DAMAGE))
+def test_a_damaged_reply_cache_is_refused_by_name_or_starts_afresh(damage, judged_task, capsys):
+    """An unreadable cache stops the run before any work (exit 2, one line naming the file and
+    what to do); an empty file is an empty cache: every item graded again, same scores."""
+    base = judged_task["base"]
+    cache = base / "cache"
+    with FakeJudgeServer(api_key=KEY) as server:
+        assert main(eval_args(judged_task, server, base / "reference", cache)) == 0
+    cache_file = cache / "judge_cache.sqlite3"
+    for journal in cache.glob("judge_cache.sqlite3-*"):
+        journal.unlink()
+    cache_file.write_bytes(CACHE_DAMAGE[damage](cache_file.read_bytes()))
+    capsys.readouterr()
+    with FakeJudgeServer(api_key=KEY) as server:
+        code = main(eval_args(judged_task, server, base / "run", cache))
+        calls = server.model_calls()
+    error = capsys.readouterr().err
+    if damage == "emptied":
+        assert code == 0 and calls == ITEMS
+        assert scores(base / "run") == scores(base / "reference")
+        return
+    assert code == 2 and calls == 0, error
+    assert error.startswith("p2r-eval: ") and error.count("\n") == 1, error
+    assert f"judge cache {cache_file} is damaged" in error and "--judge-cache" in error
+    assert not (base / "run" / "samples").exists()

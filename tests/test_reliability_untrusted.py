@@ -285,6 +285,7 @@ SURROGATE_OUTPUTS = {
     "1": "<observation>\ud800 half a pair</observation><think>t</think><answer>F</answer>",
     "2": "<answer>F \udfff</answer>",
     "3": "<observation>\udc00\ud800 reversed</observation><answer>A\ud83d</answer>",
+    "4": "<answer>F [[surrogate]]</answer>",  # the judge's reply holds a lone surrogate
 }
 SURROGATE_QUESTION = "Which quantity \ud800 stays constant?"
 
@@ -307,12 +308,13 @@ def test_lone_surrogates_in_questions_and_outputs_are_stored_and_judged(tmp_path
     with FakeJudgeServer(api_key=KEY) as server:
         command[command.index("--judge-base-url") + 1] = server.openai_base_url
         assert main(command) == 0
-        assert server.model_calls() == 3
+        assert server.model_calls() == 4
         assert main(command) == 0  # the re-run reads everything back: already finished
-        assert server.model_calls() == 3
+        assert server.model_calls() == 4
     samples = RunStore(output).load_samples("mmvu")
     assert {i: s["output"] for i, s in samples.items()} == SURROGATE_OUTPUTS
-    assert {i: s["score"] for i, s in samples.items()} == {"1": 1.0, "2": 1.0, "3": 0.0}
+    assert {i: s["score"] for i, s in samples.items()} == {"1": 1.0, "2": 1.0, "3": 0.0,
+                                                          "4": 1.0}
     assert_inert_markdown((output / "analysis.md").read_text(encoding="utf-8"))
     assert_inert_markdown((output / "leaderboards" / "main.md").read_text(encoding="utf-8"))
 

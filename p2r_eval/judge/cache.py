@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.judge.base import JudgeConfigError
+from p2r_eval.unicode_text import valid_unicode
+
 CACHE_FILE_NAME = "judge_cache.sqlite3"
 # How long an access waits for another process's lock on the cache.
 LOCK_WAIT_S = 60.0
@@ -54,7 +57,9 @@ def cache_key(
 
 @dataclass(frozen=True)
 class CachedReply:
-    """A stored reply. ``source`` is ``"live"`` or ``"batch"`` (Message Batches API)."""
+    """A stored reply. ``source`` is ``"live"`` or ``"batch"`` (Message Batches API). A lone
+    surrogate in the reply text (a JSON body may escape one) is kept as U+FFFD: SQLite stores
+    only valid text, and the first run and a re-run from the cache then see the same reply."""
 
     raw: str
     model: str
@@ -63,6 +68,9 @@ class CachedReply:
     input_tokens: int
     output_tokens: int
     source: str = "live"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", valid_unicode(self.raw))
 
 
 class ReplyCache:
@@ -76,9 +84,17 @@ class ReplyCache:
         except OSError as error:
             raise OSError(f"cannot create judge cache directory {directory}: {error}") from error
         self.path = directory / file_name
-        self._enable_write_ahead_log()
-        with self._connection() as connection:
-            connection.execute(_SCHEMA)
+        try:
+            self._enable_write_ahead_log()
+            with self._connection() as connection:
+                connection.execute(_SCHEMA)
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as error:  # not a database, or a malformed one
+            raise JudgeConfigError(
+                f"judge cache {self.path} is damaged ({error}); move it away (a new cache "
+                "starts empty: its replies are asked for again) or choose another "
+                "--judge-cache") from None
 
     def _enable_write_ahead_log(self) -> None:
         """WAL mode, so readers never block the writer. The switch takes a lock SQLite does
