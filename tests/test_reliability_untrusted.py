@@ -367,3 +367,40 @@ def test_annotation_keeps_lone_surrogates_of_questions_and_teacher_outputs(tmp_p
     kept = [json.loads(line) for line in jsonl_lines(output / "cot.jsonl")]
     assert [(r["problem_id"], r["problem"], r["observation"]) for r in kept] == [
         ("p\udfff", problem, observation)]
+
+
+def test_paths_and_names_that_are_not_utf8_on_the_command_line(tmp_path):
+    """A folder name with a byte that is not UTF-8 reaches Python as a lone surrogate
+    (``os.fsdecode``); it is stored in results.json, printed escaped, and read back as the same
+    folder. Same for a leaderboard name given with ``--as``."""
+    import os
+    import subprocess
+
+    root = tmp_path / os.fsdecode(b"data\xff")
+    write_video(root / "Evaluation" / "MVBench" / "ssv2_video" / "1.mp4", seconds=1, fps=8)
+    record = {"problem_id": 1, "problem": "Which way?", "data_type": "video",
+              "problem_type": "multiple choice", "options": ["A. left", "B. right"],
+              "solution": "<answer>B</answer>", "path": "./Evaluation/MVBench/ssv2_video/1.mp4"}
+    (root / "eval_mvbench.json").write_text(json.dumps([record]))
+    replay = write_replay(tmp_path / "replay.jsonl", {("mvbench", "1"): "<answer>B</answer>"})
+    output = tmp_path / os.fsdecode(b"run\xfe")
+    env = {**os.environ, "P2R_HUB": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def p2r_eval(*args: str | Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "p2r_eval.cli",
+                               *(os.fsencode(arg) for arg in args)], env=env,
+                              capture_output=True, timeout=300)
+
+    for _ in range(2):  # the second run reads results.json back: already finished
+        result = p2r_eval("--model", f"replay:{replay}", "--tasks", "mvbench", "--data-root",
+                          root, "--quiet", "--output", output)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"already finished" in result.stdout and b"run\\udcfe" in result.stdout
+    results = json.loads((output / "results.json").read_text(encoding="utf-8"))
+    assert Path(results["settings"]["data_root"]) == root
+    result = p2r_eval("leaderboard", output, "--as", os.fsdecode(b"name\xfd"),
+                      "--out", tmp_path / "boards")
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert_inert_markdown((tmp_path / "boards" / "main.md").read_text(encoding="utf-8"))
+    result = p2r_eval("check-data", "--tasks", "mvbench", "--data-root", root)
+    assert result.returncode == 0 and b"data\\udcff" in result.stdout
