@@ -129,6 +129,8 @@ class FakeJudgeServer:
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; choose from {FAULTS}")
         self.faults: deque[str] = deque(faults)
+        self.scripted_replies: deque[str] = deque()
+        """Reply texts served, one per model call, before the fake judge's own rule."""
         self.fault_rate = fault_rate
         self.api_key = api_key
         self.slow_reply_s = slow_reply_s
@@ -168,6 +170,10 @@ class FakeJudgeServer:
     def __exit__(self, *exc_info: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def next_scripted_reply(self) -> str | None:
+        with self._lock:
+            return self.scripted_replies.popleft() if self.scripted_replies else None
 
     def next_fault(self) -> str:
         with self._lock:
@@ -374,6 +380,9 @@ def _make_handler(server: FakeJudgeServer) -> type[BaseHTTPRequestHandler]:
                     prompt = openai_prompt_text(body)
                     server.count("chat", body, prompt)
                     reply = openai_completion(body["model"], prompt, server.new_id("chatcmpl"))
+                scripted = server.next_scripted_reply()
+                if scripted is not None:
+                    reply = with_reply_text(reply, scripted)
                 self._serve_fault_or(server.next_fault(), reply)
             finally:
                 server.leave()
