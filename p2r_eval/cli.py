@@ -69,6 +69,7 @@ def build_eval_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"p2r {package_version()}")
     model = parser.add_argument_group("model")
     model.add_argument("--model", required=True,
                        help="'demo', a local checkpoint folder, a hub id, a folder of "
@@ -179,6 +180,12 @@ def build_eval_parser() -> argparse.ArgumentParser:
                           "of STEPS")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def package_version() -> str:
+    from p2r_eval import __version__
+
+    return __version__
 
 
 def positive_int(text: str) -> int:

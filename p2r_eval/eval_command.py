@@ -101,6 +101,14 @@ def default_output(settings: EvalSettings, backend: str = "hf") -> Path:
     return Path("runs") / f"{name}{runner}-{settings.protocol}-{settings.prompt_style}"
 
 
+def target_folder(args: argparse.Namespace, settings: EvalSettings) -> Path:
+    """Where the command writes its results: the run folder, or for a folder of
+    checkpoints the folder their evaluations go to."""
+    if is_checkpoint_run(Path(settings.model_spec)):
+        return eval_dir(Path(settings.model_spec))
+    return args.output or default_output(settings, args.backend)
+
+
 def results_table(results: dict[str, Any]) -> str:
     """The run's scores for the terminal; a partial score (items awaiting a judge or not
     finished) in parentheses, and a line saying so when the data is the demo suite."""
