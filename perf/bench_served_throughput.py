@@ -118,8 +118,13 @@ def main() -> None:
 
     decoding = DecodingSettings(max_new_tokens=args.max_new_tokens)
     requests = video_requests(args.items, args.frames)
+    print(f"{args.items} items, {args.frames} frames, {args.max_new_tokens} new tokens, "
+          f"model {args.model}, device {args.device or 'default'}")
+    print(f"{'mode':32} {'items/s':>8} {'vs batch 1':>10}  outputs equal", flush=True)
     rows, reference = in_process_rows(args, decoding, requests)
     base_s = rows[0][1]
+    for row in rows:
+        print_row(row, args.items, base_s)
     server, url = start_server(args.model, args.device, args.max_batch_size,
                                args.max_new_tokens)
     try:
@@ -129,15 +134,16 @@ def main() -> None:
             client = OpenAIBackend(args.model, decoding=decoding, endpoint=endpoint,
                                    max_pixels=MAX_PIXELS)
             seconds, outputs = timed(lambda c=client: c.generate(requests), args.repeats)
-            rows.append((f"served, concurrency {concurrency}", seconds, outputs == reference))
+            print_row((f"served, concurrency {concurrency}", seconds, outputs == reference),
+                      args.items, base_s)
     finally:
         server.kill()
         server.wait()
-    print(f"{args.items} items, {args.frames} frames, {args.max_new_tokens} new tokens, "
-          f"model {args.model}, device {args.device or 'default'}")
-    print(f"{'mode':32} {'items/s':>8} {'vs batch 1':>10}  outputs equal")
-    for name, seconds, equal in rows:
-        print(f"{name:32} {args.items / seconds:8.2f} {base_s / seconds:9.2f}x  {equal}")
+
+
+def print_row(row: tuple[str, float, bool], items: int, base_s: float) -> None:
+    name, seconds, equal = row
+    print(f"{name:32} {items / seconds:8.2f} {base_s / seconds:9.2f}x  {equal}", flush=True)
 
 
 if __name__ == "__main__":
