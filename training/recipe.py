@@ -49,11 +49,11 @@ class ToySettings:
     seed: int = 0
     frames: int = 8
     max_pixels: int = 56 * 56
-    sft_epochs: float = 15.0
+    sft_epochs: float = 20.0
     sft_lr: float = 3e-3
     sft_batch_size: int = 8
     rl_steps: int = 60
-    rl_lr: float = 1e-4
+    rl_lr: float = 2e-4
     rl_batch_size: int = 8
     rl_generations: int = 4
     rl_max_completion_length: int = 64
