@@ -28,9 +28,12 @@
 # gpu_check.md), its logs and JSON files beside it.
 #
 # On a GPU machine without p2r's dependencies (the lent H200s: no PyAV, TRL, datasets,
-# FastAPI), carry the folder .whl made by --fetch-wheels: its wheels are installed into a
-# temporary folder on PYTHONPATH before the checks, and p2r itself is put on PYTHONPATH from
-# this checkout under its import names (p2r_eval, p2r_train, p2r_tasks, p2r_leaderboards).
+# FastAPI), carry the folder .whl made by --fetch-wheels (41 MB, for Python 3.12): its wheels
+# are installed into a temporary folder on PYTHONPATH before the checks, and p2r itself is put
+# on PYTHONPATH from this checkout under its import names (p2r_eval, p2r_train, ...). With the
+# device tool, within its 10 minutes a command: run "bash perf/gpu_check.sh --only hf", then
+# "bash perf/gpu_check.sh --only grpo,serve", each with carry [".whl"]; the table is
+# $OUT/gpu_check.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -49,7 +52,7 @@ while [ $# -gt 0 ]; do
     --out) OUT_FILE=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
     --fetch-wheels) FETCH=1 ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
   shift
@@ -58,8 +61,7 @@ done
 # What the lent machines lack (their image: torch, transformers, accelerate, numpy, PIL,
 # tabulate, pyyaml, matplotlib, httpx ...), for Python 3.12 on x86-64.
 WHEEL_SPECS=(av trl datasets dill multiprocess fastapi starlette uvicorn pydantic
-             pydantic-core annotated-types typing-inspection openai jiter distro sniffio
-             anthropic docstring-parser)
+             pydantic-core annotated-types typing-inspection openai jiter distro sniffio)
 if [ "${FETCH:-0}" = 1 ]; then
   mkdir -p "$WHEELS"
   grep -qx "/$WHEELS/" .git/info/exclude 2>/dev/null || echo "/$WHEELS/" >> .git/info/exclude
