@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     --out) OUT_FILE=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
     --fetch-wheels) FETCH=1 ;;
-    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (--help)" >&2; exit 2 ;;
   esac
   shift
