@@ -544,8 +544,8 @@ def test_a_killed_run_resumes_to_the_same_output(
 def test_demo_model_as_teacher_on_real_media(
     dataset: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The hf path: the tiny random Qwen2.5-VL reads decoded video and image; its gibberish is
-    dropped at step 2 (or, rarely well formed, goes on), and the counts still add up."""
+    """The hf path: the tiny demo Qwen2.5-VL reads decoded video and image; its toy-style text
+    is dropped at step 2 (or, when well formed and right, goes on), and the counts add up."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("P2R_CACHE", str(tmp_path / "cache"))
     output = tmp_path / "out"
