@@ -2,10 +2,11 @@
 
 ``--model p2r --model_args pretrained=SPEC,OPTION=VALUE,...``: ``SPEC`` is any p2r model spec
 (``demo``, a checkpoint folder, a hub id, ``replay:FILE``) and the options are p2r-eval's
-model, frame and decoding options with underscores for dashes (``frames=32``, ``fps=1``,
-``max_pixels=200704``, ``max_new_tokens=1024``, ``temperature=0``, ``backend=vllm``,
-``frame_cache=DIR``...), parsed by p2r-eval's own parser, so defaults and checks are
-p2r-eval's. ``--batch_size`` and ``--device`` are lmms-eval's own flags.
+model, frame and decoding options with underscores for dashes (``input_policy=video-r1``,
+``frames=32``, ``fps=1``, ``max_pixels=200704``, ``max_new_tokens=1024``, ``temperature=0``,
+``backend=vllm``, ``frame_cache=DIR``...), parsed by p2r-eval's own parser, so defaults and
+checks are p2r-eval's (without frame options: the ``video-r1`` input policy).
+``--batch_size`` and ``--device`` are lmms-eval's own flags.
 
 Each request's visuals (the task's ``doc_to_visual``) become one p2r request: a video path or
 a frame folder is sampled by :func:`~p2r_eval.media.sample_media` (through the frame cache
@@ -40,7 +41,8 @@ from p2r_eval.video import IMAGE_SUFFIXES, FramePolicy, VideoError
 log = logging.getLogger(__name__)
 
 MODEL_OPTIONS = frozenset({
-    "backend", "tensor_parallel_size", "frames", "fps", "min_frames", "max_frames",
+    "backend", "tensor_parallel_size", "input_policy", "frames", "fps", "min_frames",
+    "max_frames",
     "max_pixels", "max_new_tokens", "temperature", "top_p", "seed", "frame_cache",
 })
 """p2r-eval options that choose the model, its frames and its decoding; the rest of p2r-eval's
