@@ -289,6 +289,7 @@ def odd_root(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_video(videos / "ok.mp4", seconds=1, fps=8)
     paths = {name: path for name, (path, _) in ODD_MEDIA.items()}
     paths["newline"] = "./Evaluation/MVBench/ssv2_video/new\nline.mp4"
+    paths["missing-newline"] = "./Evaluation/MVBench/ssv2_video/gone\n    forged: 0\x1b[2J.mp4"
     paths["ok"] = "./Evaluation/MVBench/ssv2_video/ok.mp4"
     ids = {name: str(index) for index, name in enumerate(paths, 1)}
     records = [r1_record(int(ids[name]), path=path) for name, path in paths.items()]
@@ -324,6 +325,8 @@ def test_check_data_reports_each_odd_media_path_on_one_escaped_line(odd_root, ca
     for name, (_, reason) in ODD_MEDIA.items():
         assert any(reason in line for line in report.split("\n")), (name, report)
     assert "newline" not in report  # the valid video whose name holds a newline is fine
+    assert "gone\\u000a    forged: 0\\u001b[2J.mp4" in report  # missing: one escaped line
+    assert "\n    forged: 0" not in report
 
 
 def test_annotate_makes_each_odd_media_path_that_records_failure(odd_root, tmp_path,
