@@ -45,3 +45,6 @@ def test_the_recipe_runs_every_step_and_resumes(tmp_path: Path, monkeypatch: pyt
     rerun = capsys.readouterr().out
     assert all(f"[{step}] done before, skipped" in rerun
                for step in ("annotate", "sft", "rl", "eval"))
+    other = [*TINY[:-1], "16"]  # another --eval-max-new-tokens
+    assert train_main(["recipe", "toy", "--output", str(output), *other]) == 1
+    assert "other settings (eval_max_new_tokens)" in capsys.readouterr().err

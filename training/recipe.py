@@ -155,7 +155,12 @@ class RecipeLog:
         self.path = settings.output / RECIPE_FILE
         self.data: dict[str, Any] = (json.loads(self.path.read_text())
                                      if self.path.is_file() else {"steps": {}})
-        self.data["settings"] = settings.as_dict()
+        before, now = self.data.get("settings"), settings.as_dict()
+        if before is not None and before != now:
+            changed = sorted(key for key in now if before.get(key) != now[key])
+            raise RecipeError(f"{settings.output} holds a recipe run with other settings "
+                              f"({', '.join(changed)}); choose another --output")
+        self.data["settings"] = now
 
     def done(self, step: str) -> bool:
         return self.data["steps"].get(step, {}).get("state") == "done"
@@ -223,7 +228,7 @@ def run_toy_recipe(settings: ToySettings) -> Path:
     from p2r_eval.toy_suite import prepare_toy_suite
 
     settings.output.mkdir(parents=True, exist_ok=True)
-    log = RecipeLog(settings)
+    log = RecipeLog(settings)  # refuses a folder made with other settings
     start = time.monotonic()
     suite = prepare_toy_suite(settings.sizes, settings.seed)
     base_model = ensure_demo_model()
