@@ -499,6 +499,7 @@ def _parsed(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["annotate", *argv])
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_output(
     dataset: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -541,6 +542,7 @@ def test_a_killed_run_resumes_to_the_same_output(
         assert summaries[0][key] == summaries[1][key]
 
 
+@pytest.mark.slow
 def test_demo_model_as_teacher_on_real_media(
     dataset: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

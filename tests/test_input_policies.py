@@ -131,6 +131,7 @@ def assert_same_inputs(ours: Any, reference: Any) -> None:
 @pytest.mark.parametrize("policy", ["video-r1", "videorft"])
 @pytest.mark.parametrize("clip", ["15s", "2min", "29.97fps", "25fps", "portrait", "320x240",
                                   "20 frames", "bframes", "vfr"])
+@pytest.mark.slow
 def test_inputs_equal_the_references_qwen_vl_utils(
     policy: str, clip: str, videos: dict[str, Path], backends: dict[str, HFBackend],
     monkeypatch: pytest.MonkeyPatch,
@@ -143,6 +144,7 @@ def test_inputs_equal_the_references_qwen_vl_utils(
 
 @pytest.mark.skipif(not LMMS_PYTHON.is_file(),
                     reason=".venv-lmms not set up (bash scripts/setup_lmms_env.sh)")
+@pytest.mark.slow
 def test_lmms_eval_policy_equals_lmms_evals_own_qwen2_5_vl(
     videos: dict[str, Path], backends: dict[str, HFBackend], model_dir: Path, tmp_path: Path
 ) -> None:
@@ -160,6 +162,7 @@ def test_lmms_eval_policy_equals_lmms_evals_own_qwen2_5_vl(
 
 
 @pytest.mark.parametrize("policy", list(NAMED_POLICIES))
+@pytest.mark.slow
 def test_vllm_prompt_agrees_with_the_hf_path(
     policy: str, videos: dict[str, Path], backends: dict[str, HFBackend], model_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -202,6 +205,7 @@ def test_video_r1_frame_counts_and_sizes(
 
 
 @pytest.mark.parametrize("clip", ["2min", "bframes", "vfr"])
+@pytest.mark.slow
 def test_keyframe_sampling_with_resize_equals_sequential_decoding(
     clip: str, videos: dict[str, Path]
 ) -> None:

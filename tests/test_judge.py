@@ -251,6 +251,7 @@ def open_cache_at_once(barrier: Any, folder: Path, errors: Any) -> None:
         errors.put(str(error))
 
 
+@pytest.mark.slow
 def test_processes_creating_one_cache_at_once_all_open_it(tmp_path):
     """A distributed launch opens a new cache from every process at the same moment. The WAL
     switch does not wait for locks: before the retry, about 1 in 5 of these rounds failed

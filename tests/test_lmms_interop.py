@@ -138,6 +138,7 @@ def test_one_lmms_task_per_benchmark_and_a_group_of_all():
 
 
 @needs_lmms
+@pytest.mark.slow
 def test_demo_model_through_lmms_eval_gives_p2r_eval_outputs_and_scores(tmp_path):
     """Same frames, same batches (2 + 1 per task: left padding included), same greedy
     decoding: the same text, item for item."""
@@ -171,6 +172,7 @@ def write_replay_file(path: Path) -> Path:
 
 
 @needs_lmms
+@pytest.mark.slow
 def test_every_benchmark_scored_and_aggregated_as_p2r_eval_does(tmp_path):
     replay = write_replay_file(tmp_path / "outputs.jsonl")
     lmms = run_lmms_eval("p2r", f"pretrained=replay:{replay}", tmp_path / "lmms")

@@ -62,6 +62,7 @@ def video_request(clip: Path, item_id: str, num_frames: int) -> Request:
     return Request("zoo", item_id, "What moves?", frames=sampled.frames, fps=sampled.sample_fps)
 
 
+@pytest.mark.slow
 def test_each_architecture_generates_from_video_image_and_text(
     tiny_backend: tuple[str, HFBackend], clip: Path
 ) -> None:

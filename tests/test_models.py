@@ -104,6 +104,7 @@ def test_decode_output_cuts_at_end_of_turn_and_drops_padding(backend: HFBackend)
     assert decode_output(tokenizer, ids, backend.stop_tokens) == "<answer>B</answer>"
 
 
+@pytest.mark.slow
 def test_generate_on_decoded_video_batched_equals_single(backend: HFBackend, clip: Path) -> None:
     requests = [
         video_request(clip, "a", "What happens in the video?", num_frames=4),
@@ -124,6 +125,7 @@ def test_video_frames_are_not_resampled_and_keep_their_rate(backend: HFBackend, 
     assert inputs["video_grid_thw"][0, 1:].tolist() == [4, 4]  # 48x64 frames capped at 56x56
 
 
+@pytest.mark.slow
 def test_image_and_text_only_requests_batch_with_video(backend: HFBackend, clip: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, size=(40, 52, 3), dtype=np.uint8)
     requests = [

@@ -106,6 +106,7 @@ def some_of(outputs: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[s
     return {task: outputs[task] for task in SOME_TASKS}
 
 
+@pytest.mark.slow
 def test_served_outputs_equal_hf_and_a_rerun_makes_no_request(server, hf_outputs, tmp_path):
     proxy = FaultyProxy(server.base_url)
     try:
@@ -130,6 +131,7 @@ def test_served_outputs_equal_hf_and_a_rerun_makes_no_request(server, hf_outputs
         proxy.close()
 
 
+@pytest.mark.slow
 def test_server_errors_429_and_500_at_random_every_item_scored(server, hf_outputs, tmp_path):
     proxy = FaultyProxy(server.base_url, fault_rate=0.3, seed=1)
     try:
@@ -145,6 +147,7 @@ def test_server_errors_429_and_500_at_random_every_item_scored(server, hf_output
     assert results["backend_usage"]["retries"] == proxy.counts["429"] + proxy.counts["500"]
 
 
+@pytest.mark.slow
 def test_two_replicas_one_killed_mid_run_nothing_lost_nothing_twice(hf_outputs, tmp_path):
     survivor, doomed = Server(), Server()
     watched = FaultyProxy(doomed.base_url)
@@ -292,6 +295,7 @@ def test_annotate_with_a_served_teacher_generates_what_the_hf_teacher_does(serve
     assert fingerprint["fingerprint"]["backend"] == "openai"
 
 
+@pytest.mark.slow
 def test_probe_with_a_served_perceiver(server, tmp_path):
     from p2r_eval.models import resolve_model
 

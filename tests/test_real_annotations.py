@@ -62,6 +62,7 @@ def loaded() -> dict[str, Any]:
 # -- counts -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_item_and_answer_type_counts(loaded: dict[str, Any]) -> None:
     counts = {name: Counter(item.answer_type for item in task.items)
               for name, task in loaded.items()}
@@ -123,6 +124,7 @@ def test_prompts_are_exactly_video_r1s(raw: dict[str, list[dict[str, Any]]],
             assert build_prompt(item, "r1") == expected, (name, record["problem_id"])
 
 
+@pytest.mark.slow
 def test_check_data_reports_the_missing_videos(loaded: dict[str, Any]) -> None:
     reports = {r.task: r for r in check_data(FIVE, VIDEO_R1_EVAL, probe=False)}
     distinct = {"vsibench": 288, "videommmu": 300, "mmvu": 583}

@@ -87,6 +87,7 @@ def in_unit_interval(value: float) -> bool:
 # -- the parser and answer extraction -----------------------------------------------------------
 @fuzz("parse")
 @given(model_text)
+@pytest.mark.slow
 def test_parse_never_raises_and_its_spans_point_at_its_segments(text):
     segments = parse(text)
     for tag, content in segments.contents.items():
@@ -101,6 +102,7 @@ def test_parse_never_raises_and_its_spans_point_at_its_segments(text):
 @fuzz("extract_answer")
 @given(model_text)
 @example("<answer>\u2028 A \x00</answer>")
+@pytest.mark.slow
 def test_extract_answer_is_the_first_answer_or_the_whole_text(text):
     extracted = extract_answer(text)
     answer = parse(text).answer
@@ -119,6 +121,7 @@ TEXT_RULES = [scoring.word_error_rate_score, scoring.rouge_score]
 @example("1e308", "-1e308", "regression")
 @example("5e-324", "1e308", "regression")
 @example("0", "0", "numerical")
+@pytest.mark.slow
 def test_number_and_choice_rules_score_in_the_unit_interval(prediction, truth, answer_type):
     for rule in CHEAP_RULES:
         assert in_unit_interval(rule(prediction, truth))
@@ -153,6 +156,7 @@ geometry_text = st.one_of(
 @example("[1e308, -1e308]", "[0, 1]", ["A. x"], "[nan, 1]", "[0, inf]")
 @example("", "", [], "[0, 0, 0, 0]", "[0, 0, 0, 0]")
 @example("", "", [], "[0, 0]", "[0, 1" + "0" * 400 + "]")  # an int too large for a float
+@pytest.mark.slow
 def test_official_rules_never_raise_and_score_in_the_unit_interval(
     prediction, truth, options, first_geometry, second_geometry
 ):
@@ -197,6 +201,7 @@ def demo_items(tmp_path_factory: pytest.TempPathFactory) -> list:
 @fuzz("score_item")
 @given(data=st.data(), output=model_text, protocol=st.sampled_from(PROTOCOLS),
        verdict=st.sampled_from([True, False, None, "no judge"]))
+@pytest.mark.slow
 def test_score_item_of_every_task_and_protocol(demo_items, data, output, protocol, verdict):
     item = data.draw(st.sampled_from(demo_items))
     judge = None if verdict == "no judge" else CoinJudge(verdict)
@@ -255,6 +260,7 @@ def test_a_grading_reply_is_cached_as_a_verdict_only_when_it_holds_one(scripted_
 @given(st.lists(st.tuples(st.one_of(model_text, st.none()),
                           st.one_of(st.floats(0, 1), st.none()),
                           st.sampled_from(ANSWER_TYPES), options_lists), max_size=6))
+@pytest.mark.slow
 def test_the_process_analysis_never_raises_on_outputs(rows):
     samples = [{"id": index, "output": output, "score": score, "answer_type": answer_type,
                 "options": options} for index, (output, score, answer_type, options)

@@ -145,6 +145,7 @@ def scores(run: Path) -> dict[str, tuple]:
             for item_id, s in RunStore(run).load_samples("mmvu").items()}
 
 
+@pytest.mark.slow
 def test_p2r_eval_with_thirty_percent_judge_faults_scores_like_a_clean_run(judged_task):
     base = judged_task["base"]
     with FakeJudgeServer(api_key=KEY) as server:
@@ -163,6 +164,7 @@ def test_p2r_eval_with_thirty_percent_judge_faults_scores_like_a_clean_run(judge
     assert faulty["judge"]["gave_up"] is None
 
 
+@pytest.mark.slow
 def test_an_exhausted_retry_budget_stops_judging_and_a_rerun_finishes_without_repeats(
     judged_task, capsys
 ):
@@ -250,6 +252,7 @@ CACHE_DAMAGE = {  # what is done to the cache file (its WAL files removed)
 
 
 @pytest.mark.parametrize("damage", list(CACHE_DAMAGE))
+@pytest.mark.slow
 def test_a_damaged_reply_cache_is_refused_by_name_or_starts_afresh(damage, judged_task, capsys):
     """An unreadable cache stops the run before any work (exit 2, one line naming the file and
     what to do); an empty file is an empty cache: every item graded again, same scores."""

@@ -76,6 +76,7 @@ SUBCOMMANDS = {
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
+@pytest.mark.slow
 def test_subcommands_without_a_model_import_no_torch(name: str, replay_run: Path) -> None:
     if name not in subcommand_registrars():
         pytest.skip(f"p2r-eval has no {name} subcommand in this tree")

@@ -223,6 +223,7 @@ def test_missing_benchmark_names_the_expected_layout(tmp_path: Path) -> None:
         load_task("vcrbench", tmp_path, source_format="video-r1")
 
 
+@pytest.mark.slow
 def test_hub_fallback_failure_is_a_clear_error(tmp_path: Path) -> None:
     """Offline, ``load_dataset`` fails at once: the error says where we looked, then the hub."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "P2R_HUB": "1",

@@ -22,6 +22,7 @@ def test_the_demo_model_is_the_committed_toy_sft_checkpoint() -> None:
     assert "p2r-train recipe toy" in marker["made_by"]
 
 
+@pytest.mark.slow
 def test_the_demo_model_answers_the_toy_demo_items(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("P2R_CACHE", str(tmp_path / "cache"))

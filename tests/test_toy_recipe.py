@@ -20,6 +20,7 @@ TINY = ["--train-items", "10", "--validation-items", "4", "--test-items", "4",
         "--eval-max-new-tokens", "8"]
 
 
+@pytest.mark.slow
 def test_the_recipe_runs_every_step_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("P2R_CACHE", str(tmp_path / "cache"))

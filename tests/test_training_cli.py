@@ -83,6 +83,7 @@ def test_vllm_rollouts_without_vllm_say_how_to_install(tmp_path_factory, data_fi
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_pa_grpo_run_then_plot(tmp_path_factory, data_file, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     output = tmp_path / "pa"

@@ -83,6 +83,7 @@ def first_batch(trainer):
 
 
 @pytest.mark.parametrize("design", ["grpo", "pa-grpo"])
+@pytest.mark.slow
 def test_two_steps_with_video(model_dir, rows, tmp_path, server, design):
     pa = design == "pa-grpo"
     trainer = make_trainer(model_dir, rows, tmp_path / design,
@@ -104,6 +105,7 @@ def test_two_steps_with_video(model_dir, rows, tmp_path, server, design):
     assert calls.videos and max(calls.videos) == 2
 
 
+@pytest.mark.slow
 def test_frozen_vision_tower_encodes_once_per_prompt_per_step(model_dir, rows, tmp_path):
     trainer = make_trainer(model_dir, rows, tmp_path / "frozen", freeze_vision=True, beta=0.04)
     calls = EncoderCalls(trainer.model)
@@ -119,6 +121,7 @@ def test_placeholders_are_suppressed_in_sampling(model_dir, rows, tmp_path):
     assert len(placeholder_token_ids(trainer.model.config)) == 4
 
 
+@pytest.mark.slow
 def test_rollout_and_training_forwards_see_the_same_frames(model_dir, rows, media, tmp_path):
     # steps_per_generation 2 > grad accumulation 1: TRL computes old log-probs at rollout time
     trainer = make_trainer(model_dir, rows, tmp_path / "same", steps_per_generation=2,
@@ -145,6 +148,7 @@ def test_rollout_and_training_forwards_see_the_same_frames(model_dir, rows, medi
     assert not torch.allclose(changed[valid], inputs["old_per_token_logps"][valid], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_changing_the_video_changes_the_training_loss(model_dir, rows, media, tmp_path):
     trainer = make_trainer(model_dir, rows, tmp_path / "loss")
     inputs = first_batch(trainer)
@@ -209,6 +213,7 @@ def log_advantages_of(trainer, rewards, splits):
     return metrics
 
 
+@pytest.mark.slow
 def test_logged_spread_and_advantages_are_those_used(model_dir, rows, tmp_path, server):
     trainer = make_trainer(model_dir, rows, tmp_path / "logs", design=RewardDesign(),
                            judge=fake_server_judge(server))
@@ -248,6 +253,7 @@ def test_full_collapse_is_warned_about(model_dir, rows, tmp_path, caplog):
     assert "100% advantage collapse" in caplog.text and "gradient is zero" in caplog.text
 
 
+@pytest.mark.slow
 def test_resume_from_a_checkpoint(model_dir, rows, tmp_path):
     output = tmp_path / "resume"
     make_trainer(model_dir, rows, output, save_strategy="steps", save_steps=1).train()

@@ -33,6 +33,7 @@ def cpu_config(output, **overrides):
     return sft_config(output, **{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_two_steps_on_a_repeated_batch_lower_the_loss(model_dir, data_file, tmp_path):
     rows = sft_rows(json.loads(data_file.read_text()), data_file.parent)
     trainer = build_sft_trainer(str(model_dir), cpu_config(tmp_path / "run"), rows,
@@ -54,6 +55,7 @@ def test_frozen_vision_tower_stays_fixed(model_dir, data_file, tmp_path):
     assert any(not torch.equal(before[n], after[n]) for n in before if n not in visual)
 
 
+@pytest.mark.slow
 def test_cli_checkpoint_loads_in_the_eval_backend(model_dir, data_file, tmp_path):
     output = tmp_path / "sft"
     code = main(["sft", "--model", str(model_dir), "--data", str(data_file), "--output",
@@ -74,6 +76,7 @@ def test_cli_checkpoint_loads_in_the_eval_backend(model_dir, data_file, tmp_path
     assert any(not np.array_equal(trained[k].numpy(), reference[k].numpy()) for k in trained)
 
 
+@pytest.mark.slow
 def test_resume_restores_the_checkpoint_weights(model_dir, data_file, tmp_path):
     rows = sft_rows(json.loads(data_file.read_text()), data_file.parent)
     output = tmp_path / "run"

@@ -232,6 +232,7 @@ class MoveParameter(TrainerCallback):
         self.after_step.append(parameter.detach().clone())
 
 
+@pytest.mark.slow
 def test_pa_grpo_trains_two_steps_on_vllm_rollouts_with_video(stand_in_vllm, model_dir, rows,
                                                               tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
@@ -253,6 +254,7 @@ def test_pa_grpo_trains_two_steps_on_vllm_rollouts_with_video(stand_in_vllm, mod
     assert [params.n for params in engine.params] == [2, 2, 2, 2]
 
 
+@pytest.mark.slow
 def test_vllm_sees_the_training_prompt_and_frames(stand_in_vllm, model_dir, rows, tmp_path):
     trainer = make_trainer(model_dir, rows, tmp_path / "frames")
     trainer.model.train()
@@ -275,6 +277,7 @@ def test_vllm_sees_the_training_prompt_and_frames(stand_in_vllm, model_dir, rows
     assert params.max_tokens == trainer.max_completion_length and params.logprobs == 0
 
 
+@pytest.mark.slow
 def test_vllm_sees_the_training_prompt_of_an_image_item(stand_in_vllm, model_dir, rows,
                                                        image_row, tmp_path):
     trainer = make_trainer(model_dir, [*rows, image_row], tmp_path / "image")
@@ -290,6 +293,7 @@ def test_vllm_sees_the_training_prompt_of_an_image_item(stand_in_vllm, model_dir
         "shortest_edge": image_size["shortest_edge"], "longest_edge": image_size["longest_edge"]}
 
 
+@pytest.mark.slow
 def test_sampling_log_probabilities_match_the_training_forward(stand_in_vllm, model_dir, rows,
                                                                tmp_path):
     trainer = make_trainer(model_dir, rows, tmp_path / "logps", max_completion_length=8)

@@ -120,6 +120,7 @@ def test_view_imports_no_torch(judged_run, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_run_page_shows_the_runs_numbers(site, judged_run, page):
     results = json.loads((judged_run / "results.json").read_text())
     entry = results["tasks"]["mvbench"]
@@ -290,6 +291,7 @@ def test_a_training_run_shows_its_plots_and_each_checkpoints_run(tmp_path, page)
     assert page.errors == []
 
 
+@pytest.mark.slow
 def test_serve_serves_the_site_on_localhost(judged_run, tmp_path):
     import urllib.request
 
