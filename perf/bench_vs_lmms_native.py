@@ -28,9 +28,9 @@ worker options, e.g. ``--p2r-args="--frames 32 --max-pixels 200704"`` for inline
 Differences that are each harness's own and kept: lmms-eval's model class loads the weights
 in bfloat16 (hard-coded) where p2r-eval uses float32 on a CPU (bfloat16 on a GPU), and the two
 sample frames by their own rules (the question is what a user of each pays for the same
-request, not whether two pipelines agree bit for bit: ``--p2r-args="--input-policy lmms-eval"``
-or ``videorft`` makes p2r-eval reproduce lmms-eval's inputs where that is wanted). How many
-outputs agree is printed as information.
+request, not whether two pipelines agree bit for bit; ``--p2r-args="--input-policy videorft
+--decode-workers 1"``, 32 frames resized to 200,704 pixels as qwen-vl-utils does, gives
+p2r-eval the inputs lmms-eval gets here). How many outputs agree is printed as information.
 
 Workloads (each one p2r-eval run and one lmms-eval run per repeat, the order alternating
 between repeats; fresh output folders, no caches): 8 items on the 2 minute clip, 32 items on it
