@@ -262,6 +262,7 @@ def annotate(argv: list[str]) -> int:
     return args.func(args)
 
 
+@pytest.mark.slow
 def test_annotate_with_a_served_teacher_generates_what_the_hf_teacher_does(server, tmp_path):
     from p2r_eval.synthetic_media import write_image, write_video
 

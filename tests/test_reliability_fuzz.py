@@ -237,6 +237,7 @@ PREDICTIONS = itertools.count()
 
 @fuzz("judge_replies")
 @given(model_text)
+@pytest.mark.slow
 def test_a_grading_reply_is_cached_as_a_verdict_only_when_it_holds_one(scripted_judge, reply):
     server, judge = scripted_judge
     prediction = f"prediction {next(PREDICTIONS)}"

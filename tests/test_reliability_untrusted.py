@@ -369,6 +369,7 @@ def test_annotation_keeps_lone_surrogates_of_questions_and_teacher_outputs(tmp_p
         ("p\udfff", problem, observation)]
 
 
+@pytest.mark.slow
 def test_paths_and_names_that_are_not_utf8_on_the_command_line(tmp_path):
     """A folder name with a byte that is not UTF-8 reaches Python as a lone surrogate
     (``os.fsdecode``); it is stored in results.json, printed escaped, and read back as the same

@@ -34,6 +34,7 @@ def saved_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return output, inputs
 
 
+@pytest.mark.slow
 def test_saved_inputs_are_the_processor_outputs_of_each_item(
     saved_run: tuple[Path, Path], model_dir: Path
 ) -> None:
