@@ -117,12 +117,7 @@ class RunStore:
         """Atomically replace results.json (write a temporary file, fsync, rename)."""
         self.check_still_held()
         self.root.mkdir(parents=True, exist_ok=True)
-        temporary = self.results_path.with_suffix(".json.tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.write(json_text(results, indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.results_path)
+        write_json_atomically(self.results_path, json_text(results, indent=2) + "\n")
 
     def verdicts_path(self, task: str) -> Path:
         return self.root / VERDICTS_DIR / f"{task}.json"
@@ -130,14 +125,10 @@ class RunStore:
     def write_verdicts(self, task: str, verdicts: dict[str, dict[str, Any] | None]) -> None:
         """Atomically replace the task's observation-sufficiency verdicts (item id to the
         verdict's fields, None where the judge gave none)."""
+        self.check_still_held()
         path = self.verdicts_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".json.tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(verdicts, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_json_atomically(path, json_text(verdicts))
 
     def read_verdicts(self, task: str) -> dict[str, dict[str, Any]]:
         """The task's recorded sufficiency verdicts by item id (empty when none were asked)."""
@@ -145,8 +136,8 @@ class RunStore:
         if not path.exists():
             return {}
         try:
-            verdicts = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
+            verdicts = parse_json(utf8_text(path.read_bytes()))
+        except (json.JSONDecodeError, NotUTF8Error) as error:
             raise RunStoreError(f"{path} is not valid JSON: {error}") from None
         return {key: value for key, value in verdicts.items() if isinstance(value, dict)}
 
@@ -252,3 +243,14 @@ def repair_torn_tail(path: Path) -> bool:
         handle.flush()
         os.fsync(handle.fileno())
     return True
+
+
+def write_json_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old or the new file, never
+    part of one: write a temporary file, fsync it, rename it over ``path``."""
+    temporary = path.with_suffix(".json.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
