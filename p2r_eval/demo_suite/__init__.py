@@ -14,15 +14,12 @@ the demo model (trained on the toy suite's training split) has never seen.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import zlib
 from pathlib import Path
 
-from filelock import FileLock
-
 from p2r_eval import synthetic_media, toy_suite
-from p2r_eval.cache_root import cache_root
+from p2r_eval.cache_root import build_once, cache_root
 from p2r_eval.toy_suite import scenes as toy_scenes
 
 DEMO_FILES = Path(__file__).resolve().parent / "data"
@@ -55,22 +52,15 @@ def prepare_demo_data(root: Path | None = None) -> Path:
     temporary sibling under a file lock and renames it into place; the others wait and reuse.
     """
     parent = Path(root) if root is not None else cache_root() / "demo"
-    target = parent / demo_version()
-    if (target / COMPLETE_MARKER).is_file():
-        return target
-    parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(parent / f"{target.name}.lock")):
-        if (target / COMPLETE_MARKER).is_file():
-            return target
-        staging = parent / f"{target.name}.building-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(DEMO_FILES, staging)
-        write_demo_media(staging)
-        toy_suite.write_split(staging, "test", TOY_ITEMS, seed=0, records_file=toy_suite.TASK_FILE)
-        (staging / COMPLETE_MARKER).write_text("ok\n")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    return target
+    return build_once(parent / demo_version(), COMPLETE_MARKER, write_demo_data)
+
+
+def write_demo_data(folder: Path) -> None:
+    """The demo suite's records, media and toy items into ``folder``, marked complete last."""
+    shutil.copytree(DEMO_FILES, folder)
+    write_demo_media(folder)
+    toy_suite.write_split(folder, "test", TOY_ITEMS, seed=0, records_file=toy_suite.TASK_FILE)
+    (folder / COMPLETE_MARKER).write_text("ok\n")
 
 
 def write_demo_media(data_root: Path) -> None:

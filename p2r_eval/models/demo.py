@@ -22,16 +22,12 @@ built-in text, and the weights are drawn from a seeded generator.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from filelock import FileLock
 
-from p2r_eval.cache_root import cache_root
+from p2r_eval.cache_root import build_once, cache_root
 from p2r_eval.template import TAGS
 
 if TYPE_CHECKING:
@@ -298,23 +294,8 @@ def make_demo_model(directory: Path, *, seed: int = 0) -> Path:
 def ensure_demo_model(cache_dir: Path | None = None) -> Path:
     """The demo model's folder in the cache, built on first use (seed 0) and reused after.
 
-    Safe when several processes ask at once: the first builds into a temporary folder
-    under a file lock and renames it into place; the others wait and reuse it.
+    Safe when several processes ask at once (see :func:`p2r_eval.cache_root.build_once`).
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
-    target = cache_dir / f"demo-model-v{DEMO_RECIPE_VERSION}"
-    if (target / DEMO_MARKER_FILE).is_file():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache_dir / f"demo-model-v{DEMO_RECIPE_VERSION}.lock")):
-        if (target / DEMO_MARKER_FILE).is_file():
-            return target
-        if target.exists():  # an incomplete folder left by something else: rebuild it
-            shutil.rmtree(target)
-        building = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
-        try:
-            make_demo_model(building / "model", seed=0)
-            os.replace(building / "model", target)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
-    return target
+    return build_once(cache_dir / f"demo-model-v{DEMO_RECIPE_VERSION}", DEMO_MARKER_FILE,
+                      lambda folder: make_demo_model(folder, seed=0))

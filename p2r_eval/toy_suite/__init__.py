@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 
 from p2r_eval import synthetic_media
-from p2r_eval.cache_root import cache_root
+from p2r_eval.cache_root import build_once, cache_root
 from p2r_eval.toy_suite.scenes import (
     COUNT_RANGE,
     FRAMES,
@@ -183,16 +180,4 @@ def prepare_toy_suite(sizes: dict[str, int] | None = None, seed: int = 0,
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     parent = Path(parent) if parent is not None else cache_root() / "toy"
     name = f"{suite_version()}-seed{seed}-" + "-".join(str(sizes[s]) for s in SPLITS)
-    target = parent / name
-    if (target / MANIFEST).is_file():
-        return target
-    parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(parent / f"{name}.lock")):
-        if (target / MANIFEST).is_file():
-            return target
-        staging = parent / f"{name}.building-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        write_toy_suite(staging, sizes, seed)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    return target
+    return build_once(parent / name, MANIFEST, lambda folder: write_toy_suite(folder, sizes, seed))
