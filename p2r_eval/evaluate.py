@@ -113,6 +113,7 @@ def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> dic
         "score": scored.score,
         "rule": scored.rule,
         "note": scored.note,
+        "judge_reply": scored.judge_reply,
         "error": None,
         "options": list(item.options),
         "meta": _jsonable_meta(item.meta),

@@ -36,12 +36,14 @@ NO_JUDGE_NOTE = "not scored: needs a judge, none configured"
 @dataclass(frozen=True)
 class ItemScore:
     """``score`` in [0, 1] or ``None`` (not scored); ``extracted``: what the rule compared;
-    ``rule``: which rule scored it; ``note``: anything a reader of the sample should know."""
+    ``rule``: which rule scored it; ``note``: anything a reader of the sample should know;
+    ``judge_reply``: the grading judge's reply, verbatim, when a judge graded the item."""
 
     score: float | None
     extracted: str
     rule: str
     note: str = ""
+    judge_reply: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ def judged(item: Item, prediction: str, judge: Any, rule: str) -> ItemScore:
         return ItemScore(None, prediction, rule, NO_JUDGE_NOTE)
     verdict = judge.grade(question_with_options(item), item.answer, prediction)
     if verdict.sufficient is None:
-        return ItemScore(None, prediction, rule, "not scored: the judge's reply had no verdict")
-    return ItemScore(1.0 if verdict.sufficient else 0.0, prediction, rule, "judged")
+        return ItemScore(None, prediction, rule, "not scored: the judge's reply had no verdict",
+                         judge_reply=verdict.raw)
+    return ItemScore(1.0 if verdict.sufficient else 0.0, prediction, rule, "judged",
+                     judge_reply=verdict.raw)
 
 
 def vcr_answer_rule(item: Item, prediction: str, judge: Any, rule: str) -> ItemScore:

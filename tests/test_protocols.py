@@ -36,6 +36,7 @@ def scores(item: Item, output: str, judge: Any = None) -> tuple[float | None, fl
 @dataclass
 class Verdict:
     sufficient: bool | None
+    raw: str = "the judge's reply"
 
 
 class RecordingJudge:

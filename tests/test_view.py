@@ -308,3 +308,29 @@ def test_serve_serves_the_site_on_localhost(judged_run, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_judge_graded_sample_shows_the_judges_reply_as_text(tmp_path):
+    items = [item for item in load_task("vcrbench").items
+             if item.answer_type != "multiple choice"]
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"task": "vcrbench", "id": item.id,
+                                          "output": f"<answer>{item.answer} <b>x</b></answer>"})
+                              + "\n" for item in items))
+    run = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as patch, FakeJudgeServer(api_key=KEY) as server:
+        patch.setenv("OPENAI_API_KEY", KEY)
+        assert main(["--model", f"replay:{replay}", "--tasks", "vcrbench", "--output", str(run),
+                     "--judge", "openai", "--judge-base-url", server.openai_base_url,
+                     "--judge-model", "fake-judge-1", "--judge-cache", str(tmp_path / "cache"),
+                     "--quiet"]) == 0
+    samples = [json.loads(line) for line in (run / "samples" / "vcrbench.jsonl").open()]
+    judged = [s for s in samples if (s.get("rule") or "").endswith(":judge")]
+    assert judged and all("<verdict>" in s["judge_reply"] for s in judged)
+    assert main(["view", str(run), "--output", str(tmp_path / "site"), "--no-frames"]) == 0
+    (run_folder,) = (tmp_path / "site" / "runs").iterdir()
+    ids = [item.id for item in load_task("vcrbench").items]
+    page = (run_folder / "vcrbench" / f"{ids.index(judged[0]['id'])}.html").read_text()
+    assert "judge&#39;s reply" in page or "judge's reply" in page
+    assert "&lt;verdict&gt;" in page and "<verdict>" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
