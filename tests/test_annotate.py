@@ -597,19 +597,21 @@ def test_a_run_interrupted_while_its_batch_runs_collects_it_instead_of_paying_tw
 ) -> None:
     import p2r_train.annotate_pipeline as pipeline
 
+    import p2r_eval.judge as judge_package  # the pipeline imports the batch API from it
+
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     output = tmp_path / "out"
-    real_wait = pipeline.wait_for_batch
+    real_wait = judge_package.wait_for_batch
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     with FakeJudgeServer(batch_polls_until_ended=2) as server:
-        monkeypatch.setattr(pipeline, "wait_for_batch", interrupted)
+        monkeypatch.setattr(judge_package, "wait_for_batch", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run_cli(annotate_args(dataset, output, server, "--judge-batch"))
         assert (output / pipeline.PENDING_BATCH_FILE).exists()
-        monkeypatch.setattr(pipeline, "wait_for_batch", real_wait)
+        monkeypatch.setattr(judge_package, "wait_for_batch", real_wait)
         assert run_cli(annotate_args(dataset, output, server, "--judge-batch",
                                      "--judge-batch-poll", "0.01")) == 0
         assert len(server.batches) == 1 and server.calls["messages"] == 0

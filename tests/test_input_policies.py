@@ -38,7 +38,6 @@ from p2r_eval.models.hf import HFBackend
 from p2r_eval.saved_inputs import load_model_inputs
 from p2r_eval.video import FramePolicy, VideoEmptyError, sample_frames
 
-vision_process = pytest.importorskip("qwen_vl_utils.vision_process")
 pytest.importorskip("decord")
 
 PROMPT = "What happens in the video?"
@@ -89,7 +88,14 @@ def backends(model_dir: Path) -> dict[str, HFBackend]:
     }
 
 
+def reference_vision_process() -> types.ModuleType:
+    """qwen-vl-utils' vision_process, imported on first use (it imports torchvision: collecting
+    the tests does not pay for it); a test is skipped without it."""
+    return pytest.importorskip("qwen_vl_utils.vision_process")
+
+
 def configure_reference(monkeypatch: pytest.MonkeyPatch, settings: dict[str, Any]) -> None:
+    vision_process = reference_vision_process()
     monkeypatch.setattr(vision_process, "FORCE_QWENVL_VIDEO_READER", "decord")
     vision_process.get_video_reader_backend.cache_clear()
     for name, value in settings.items():
@@ -103,7 +109,7 @@ def reference_inputs(processor: Any, video: Path, ele: dict[str, Any] | None = N
         {"type": "text", "text": PROMPT},
     ]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    _, videos, video_kwargs = vision_process.process_vision_info(
+    _, videos, video_kwargs = reference_vision_process().process_vision_info(
         messages, return_video_kwargs=True, return_video_metadata=True)
     frames, metadata = zip(*videos, strict=True)
     return processor(text=[text], videos=list(frames), video_metadata=list(metadata),

@@ -24,7 +24,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,10 +36,8 @@ from p2r_eval.judge import (
     RetryPolicy,
     SufficiencyQuery,
     cache_key,
-    judge_batch,
     make_judge,
     parse_verdict_reply,
-    submit_batch,
 )
 from p2r_eval.judge.cache import CACHE_FILE_NAME, CachedReply, ReplyCache
 from p2r_eval.judge.prompts import (
@@ -326,6 +323,8 @@ def test_injected_instructions_in_the_observation_do_not_flip_the_verdict(
 def test_the_fake_judge_is_fooled_when_data_escapes_its_block(anthropic_key):
     """The sensitivity check: without escaping, the same injection flips the fake judge, so
     the test above would catch a prompt that lets data escape."""
+    import anthropic  # imported here: collecting the tests does not pay for the SDK
+
     prompt = sufficiency_prompt(QUESTION, OPTIONS, "A", "PLACEHOLDER")
     leaky_user = prompt.user.replace("PLACEHOLDER", INJECTIONS[0])
     assert judge_reply(prompt.system + "\n" + leaky_user).startswith("<verdict>yes")
@@ -480,6 +479,8 @@ def test_openai_compatible_backend(monkeypatch, tmp_path):
 
 # -- Message Batches ---------------------------------------------------------------------------
 def test_message_batches_fill_the_cache(anthropic_key, tmp_path):
+    from p2r_eval.judge import judge_batch, submit_batch  # they import the Anthropic SDK
+
     with FakeJudgeServer(api_key=KEY, batch_polls_until_ended=2) as server:
         judge = anthropic_judge(server, tmp_path, model="claude-sonnet-4-6")
         live = judge.sufficiency_many(queries(1))[0]
@@ -505,6 +506,8 @@ def test_message_batches_fill_the_cache(anthropic_key, tmp_path):
 
 
 def test_errored_batch_items_are_named_and_the_rest_kept(anthropic_key, tmp_path):
+    from p2r_eval.judge import judge_batch  # the batch API imports the Anthropic SDK
+
     items = queries(3)
     items[1] = SufficiencyQuery(QUESTION, OPTIONS, "A", "[[batch-error]]", id="broken")
     with FakeJudgeServer(api_key=KEY, batch_polls_until_ended=0) as server:
@@ -518,6 +521,8 @@ def test_errored_batch_items_are_named_and_the_rest_kept(anthropic_key, tmp_path
 
 # -- secrets -----------------------------------------------------------------------------------
 def test_the_api_key_appears_in_nothing_the_judge_writes(monkeypatch, tmp_path, caplog):
+    from p2r_eval.judge import judge_batch  # the batch API imports the Anthropic SDK
+
     canary = "sk-ant-canary-7d1f0c9e2b"
     monkeypatch.setenv("ANTHROPIC_API_KEY", canary)
     caplog.set_level(logging.DEBUG)

@@ -11,7 +11,6 @@ from judge_server import FakeJudgeServer
 from p2r_train.advantages import group_normalize
 from p2r_train.collate import RolloutCollator
 from p2r_train.data import rl_rows, to_dataset
-from p2r_train.pa_grpo import PAGRPOTrainer, design_advantages
 from p2r_train.rewards import RewardDesign
 from p2r_train.segments import ProcessSplit, span_table
 from p2r_train.vision import placeholder_token_ids, vision_tower
@@ -53,6 +52,7 @@ def server(monkeypatch):
 
 def make_trainer(model_dir, rows, output, *, design=None, judge=None, freeze_vision=False,
                  **overrides):
+    from p2r_train.pa_grpo import PAGRPOTrainer  # imported here, as TRL: collection stays quick
     from transformers import AutoProcessor
 
     return PAGRPOTrainer(
@@ -167,6 +167,8 @@ def test_changing_the_video_changes_the_training_loss(model_dir, rows, media, tm
 
 
 def test_pa_grpo_batch_carries_per_token_advantages(model_dir, rows, tmp_path, server):
+    from p2r_train.pa_grpo import design_advantages
+
     trainer = make_trainer(model_dir, rows, tmp_path / "pa", design=RewardDesign(),
                            judge=fake_server_judge(server))
     inputs = first_batch(trainer)
@@ -265,7 +267,12 @@ def test_resume_from_a_checkpoint(model_dir, rows, tmp_path):
 
 def test_the_trl_version_pa_grpo_overrides_is_checked(monkeypatch, model_dir, rows, tmp_path):
     import trl
-    from p2r_train.pa_grpo import OVERRIDDEN_TRL_METHODS, TESTED_TRL, check_trl_version
+    from p2r_train.pa_grpo import (
+        OVERRIDDEN_TRL_METHODS,
+        TESTED_TRL,
+        PAGRPOTrainer,
+        check_trl_version,
+    )
     from trl import GRPOTrainer
 
     check_trl_version(trl.__version__)  # the installed one is the tested one

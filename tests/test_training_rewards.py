@@ -9,7 +9,6 @@ import pytest
 import torch
 from judge_server import FakeJudgeServer
 from p2r_train.advantages import group_normalize
-from p2r_train.pa_grpo import design_advantages, process_rewards
 from p2r_train.rewards import (
     AGNOSTIC_COMPONENTS,
     PERCEPTION_COMPONENTS,
@@ -135,6 +134,8 @@ BATCH = [
 
 
 def table_for(design, judge=None):
+    from p2r_train.pa_grpo import design_advantages  # imported here, as TRL: quick collection
+
     texts = [text for text, _, _ in BATCH]
     splits = [ProcessSplit.leading(p, p + r) for _, p, r in BATCH]
     items = [item()] * len(BATCH)
@@ -169,6 +170,8 @@ def test_default_table_hand_checked(server):
     ({"length": False}, {"perception", "reasoning"}),
 ])
 def test_each_reward_switch_changes_only_its_process(server, switch, changed):
+    from p2r_train.pa_grpo import process_rewards
+
     judge = PerceptionJudge(fake_server_judge(server))
     base_table, base_rewards, base = table_for(RewardDesign(), judge)
     design = RewardDesign(**switch)
@@ -193,6 +196,8 @@ def test_each_reward_switch_changes_only_its_process(server, switch, changed):
 
 
 def test_no_separation_sums_the_processes_into_one_advantage(server):
+    from p2r_train.pa_grpo import process_rewards
+
     judge = PerceptionJudge(fake_server_judge(server))
     _, base_rewards, _ = table_for(RewardDesign(), judge)
     _, rewards, advantages = table_for(RewardDesign(separate_processes=False), judge)

@@ -10,7 +10,6 @@ import torch
 from p2r_train.checkpoints import newest_complete_checkpoint, resume_target
 from p2r_train.cli import main
 from p2r_train.data import sft_rows
-from p2r_train.sft import build_sft_trainer, sft_config
 from training_support import TEST_POLICY, cot_record, write_clips
 
 from p2r_eval.models import DecodingSettings, Request, load_backend
@@ -27,6 +26,8 @@ def data_file(tmp_path_factory):
 
 
 def cpu_config(output, **overrides):
+    from p2r_train.sft import sft_config  # imported here, as TRL: collection stays quick
+
     settings = {"use_cpu": True, "bf16": False, "report_to": "none", "logging_steps": 1,
                 "save_strategy": "no", "gradient_checkpointing": False, "learning_rate": 5e-3,
                 "per_device_train_batch_size": 2, "max_steps": 2, "dataloader_num_workers": 0}
@@ -35,6 +36,8 @@ def cpu_config(output, **overrides):
 
 @pytest.mark.slow
 def test_two_steps_on_a_repeated_batch_lower_the_loss(model_dir, data_file, tmp_path):
+    from p2r_train.sft import build_sft_trainer
+
     rows = sft_rows(json.loads(data_file.read_text()), data_file.parent)
     trainer = build_sft_trainer(str(model_dir), cpu_config(tmp_path / "run"), rows,
                                 policy=TEST_POLICY)
@@ -44,6 +47,8 @@ def test_two_steps_on_a_repeated_batch_lower_the_loss(model_dir, data_file, tmp_
 
 
 def test_frozen_vision_tower_stays_fixed(model_dir, data_file, tmp_path):
+    from p2r_train.sft import build_sft_trainer
+
     rows = sft_rows(json.loads(data_file.read_text()), data_file.parent)
     trainer = build_sft_trainer(str(model_dir), cpu_config(tmp_path / "run", max_steps=1),
                                 rows, policy=TEST_POLICY, freeze_vision=True)
@@ -78,6 +83,8 @@ def test_cli_checkpoint_loads_in_the_eval_backend(model_dir, data_file, tmp_path
 
 @pytest.mark.slow
 def test_resume_restores_the_checkpoint_weights(model_dir, data_file, tmp_path):
+    from p2r_train.sft import build_sft_trainer
+
     rows = sft_rows(json.loads(data_file.read_text()), data_file.parent)
     output = tmp_path / "run"
     trained = build_sft_trainer(str(model_dir), cpu_config(output, max_steps=1,

@@ -24,7 +24,6 @@ import pytest
 import torch
 from judge_server import FakeJudgeServer
 from p2r_train.data import rl_rows, to_dataset
-from p2r_train.pa_grpo import PAGRPOTrainer
 from p2r_train.rewards import RewardDesign
 from p2r_train.vision import placeholder_token_ids
 from p2r_train.vllm_rollouts import (
@@ -41,7 +40,6 @@ from training_support import (
     write_clips,
     write_picture,
 )
-from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
 
 from p2r_eval.items import item_from_row
 from p2r_eval.media import RequestBuilder
@@ -109,6 +107,8 @@ class TransformersEngine:
         self.prompts: list[dict[str, Any]] = []
         self.params: list[SamplingParams] = []
         self.prefix_resets = 0
+        from transformers import AutoModelForImageTextToText, AutoProcessor  # slow to import
+
         self.processor = AutoProcessor.from_pretrained(model)
         self.network = AutoModelForImageTextToText.from_pretrained(model).eval()
         runner = types.SimpleNamespace(model=self)
@@ -211,25 +211,32 @@ VLLM_SETTINGS = {"use_vllm": True, "vllm_mode": "colocate",
 
 
 def make_trainer(model_dir, rows, output, *, design=None, judge=None, **overrides):
+    from p2r_train.pa_grpo import PAGRPOTrainer  # imported here, as TRL: collection stays quick
+    from transformers import AutoProcessor
+
     return PAGRPOTrainer(
         str(model_dir), grpo_config(output, **{**VLLM_SETTINGS, **overrides}), to_dataset(rows),
         AutoProcessor.from_pretrained(model_dir), builder=RequestBuilder("p2r", TEST_POLICY),
         design=design or RewardDesign(process_agnostic=True), judge=judge)
 
 
-class MoveParameter(TrainerCallback):
-    """Moves the watched parameter at the end of each step (the demo model's rewards are all
-    zero, so the optimizer alone would leave it) and records its new value."""
+def move_parameter_callback(model: Any) -> Any:
+    """A trainer callback that moves the watched parameter at the end of each step (the demo
+    model's rewards are all zero, so the optimizer alone would leave it) and records its new
+    value in ``after_step`` (transformers imported here: collection stays quick)."""
+    from transformers import TrainerCallback
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.after_step: list[torch.Tensor] = []
+    class MoveParameter(TrainerCallback):
+        def __init__(self) -> None:
+            self.after_step: list[torch.Tensor] = []
 
-    def on_step_end(self, args, state, control, **kwargs):
-        parameter = self.model.get_parameter(WATCHED_PARAMETER)
-        with torch.no_grad():
-            parameter.add_(0.01)
-        self.after_step.append(parameter.detach().clone())
+        def on_step_end(self, args, state, control, **kwargs):
+            parameter = model.get_parameter(WATCHED_PARAMETER)
+            with torch.no_grad():
+                parameter.add_(0.01)
+            self.after_step.append(parameter.detach().clone())
+
+    return MoveParameter()
 
 
 @pytest.mark.slow
@@ -239,7 +246,7 @@ def test_pa_grpo_trains_two_steps_on_vllm_rollouts_with_video(stand_in_vllm, mod
     with FakeJudgeServer() as server:
         trainer = make_trainer(model_dir, rows, tmp_path / "pa", design=RewardDesign(),
                                judge=fake_server_judge(server))
-        moves = MoveParameter(trainer.model)
+        moves = move_parameter_callback(trainer.model)
         trainer.add_callback(moves)
         initial = trainer.model.get_parameter(WATCHED_PARAMETER).detach().clone()
         trainer.train()

@@ -61,10 +61,7 @@ from p2r_eval.judge import (
     Judge,
     JudgeError,
     SufficiencyQuery,
-    collect_batch,
     make_judge,
-    submit_batch,
-    wait_for_batch,
 )
 from p2r_eval.media import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.models.base import Backend, DecodingSettings, Request
@@ -278,6 +275,8 @@ class BatchedSufficiency:
     def close(self, *, cancel: bool = False) -> None:
         if cancel or not self.items:
             return
+        from p2r_eval.judge import submit_batch  # the batch API imports the Anthropic SDK
+
         queries = [query for _, query in self.items]
         if self.pending_file.exists():
             self.collect(self.pending_file.read_text().strip(), queries)
@@ -292,6 +291,8 @@ class BatchedSufficiency:
 
     def collect(self, batch_id: str, queries: Sequence[SufficiencyQuery]) -> None:
         """Wait for a batch, store its replies in the judge cache, forget its id."""
+        from p2r_eval.judge import collect_batch, wait_for_batch
+
         wait_for_batch(self.judge, batch_id, poll_interval_s=self.poll_interval_s)
         outcome = collect_batch(self.judge, batch_id, queries)
         for label, reason in outcome.failures.items():
