@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from p2r_eval.data_check import check_data
+from p2r_eval.judge.verdicts import Verdict
 from p2r_eval.prompts import build_prompt
 from p2r_eval.protocols import aggregate_task, score_item
 from p2r_eval.tasks import load_task
@@ -175,8 +176,11 @@ def test_authors_vcrbench_records_and_official_verdicts(tmp_path: Path) -> None:
         def __init__(self, judged: list[dict[str, Any]]) -> None:
             self.by_prediction = {r["response"]: r["answer_scoring"] == "1" for r in judged}
 
-        def grade(self, question: str, reference: str, prediction: str) -> Any:
-            return type("Verdict", (), {"sufficient": self.by_prediction[prediction]})()
+        def grade(self, question: str, reference: str, prediction: str) -> Verdict:
+            correct = self.by_prediction[prediction]
+            return Verdict(correct, "", f"answer_scoring {int(correct)}", "gpt-4o", "official",
+                           cached=False, input_tokens=0, output_tokens=0, retries=0,
+                           mode="grading")
 
     judged = json.loads((EXAMPLES / "vcrbench_judged.json").read_text())
     judge = OfficialVerdicts(judged)
