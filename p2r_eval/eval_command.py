@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -47,6 +46,7 @@ from p2r_eval.run_identity import partially_scored, task_data_identity, uses_dem
 from p2r_eval.runstore import RunStore, RunStoreError
 from p2r_eval.shards import merge_shards, parse_shard, shard_dir
 from p2r_eval.tasks import AnnotationError, LoadedTask, load_task, resolve_task_names
+from p2r_eval.video import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,7 @@ def leave_cores_to_decoding(backend: Any, decode_workers: int) -> None:
         return
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(torch_threads_beside(decode_workers, cores or 1))
+    torch.set_num_threads(torch_threads_beside(decode_workers, usable_cores()))
 
 
 def run_checkpoints_command(settings: EvalSettings, args: argparse.Namespace) -> int:

@@ -717,7 +717,7 @@ def _decode_wanted(
 ) -> Decoded:
     """The ``wanted`` display indices (sorted, unique), each converted right after decoding."""
     runs = _plan_runs(index, wanted) if seek else [wanted]
-    groups = _balanced_groups(index, runs, min(len(runs), _usable_cores(), MAX_DECODE_WORKERS))
+    groups = _balanced_groups(index, runs, min(len(runs), usable_cores(), MAX_DECODE_WORKERS))
 
     def decode(targets: list[int]) -> Decoded:
         return _decode_targets(path, index, targets, seek=seek, deadline=deadline,
@@ -755,7 +755,8 @@ def _balanced_groups(index: _FrameIndex, runs: list[list[int]], count: int) -> l
     return groups
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

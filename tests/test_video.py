@@ -76,7 +76,7 @@ def test_other_containers_and_codecs_give_identical_frames(more_videos, name):
 @pytest.mark.parametrize("cores", [1, 3, 16])
 @pytest.mark.parametrize("clip", ["tiny_video", "bframe_video"])
 def test_any_number_of_decode_workers_gives_identical_frames(clip, cores, request, monkeypatch):
-    monkeypatch.setattr(video, "_usable_cores", lambda: cores)
+    monkeypatch.setattr(video, "usable_cores", lambda: cores)
     assert_matches_sequential_decode(request.getfixturevalue(clip), FramePolicy(num_frames=32))
 
 
