@@ -23,15 +23,14 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from p2r_eval.atomic_files import write_atomically
 from p2r_eval.provenance import file_sha256
 from p2r_eval.video import FramePolicy, SampledFrames
 
@@ -61,7 +60,7 @@ class FrameCache:
                 return remembered
             log.warning("frame cache: damaged hash memo %s; hashing %s again", memo, video)
         digest = file_sha256(video)
-        _atomic_write(memo, digest.encode())
+        write_atomically(memo, digest.encode())
         return digest
 
     def entry_paths(self, video: Path, policy: FramePolicy) -> tuple[Path, Path]:
@@ -93,8 +92,8 @@ class FrameCache:
             "content_sha256": self.content_hash(video),
             "shape": list(sampled.frames.shape),
         }
-        _atomic_write(frames_path, _npy_bytes(sampled.frames))
-        _atomic_write(meta_path, json.dumps(meta).encode())
+        write_atomically(frames_path, _npy_bytes(sampled.frames))
+        write_atomically(meta_path, json.dumps(meta).encode())
 
     def get_or_sample(self, video: Path, policy: FramePolicy, sampler: Sampler) -> SampledFrames:
         """The cached frames of ``video`` under ``policy``, sampling and storing them on a miss."""
@@ -145,16 +144,3 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

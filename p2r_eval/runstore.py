@@ -26,6 +26,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from p2r_eval.atomic_files import write_text_atomically
 from p2r_eval.jsonio import NotUTF8Error, json_text, parse_json, utf8_text
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class RunStore:
         """Atomically replace results.json (write a temporary file, fsync, rename)."""
         self.check_still_held()
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(self.results_path, json_text(results, indent=2) + "\n")
+        write_text_atomically(self.results_path, json_text(results, indent=2) + "\n")
 
     def verdicts_path(self, task: str) -> Path:
         return self.root / VERDICTS_DIR / f"{task}.json"
@@ -128,7 +129,7 @@ class RunStore:
         self.check_still_held()
         path = self.verdicts_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(path, json_text(verdicts))
+        write_text_atomically(path, json_text(verdicts))
 
     def read_verdicts(self, task: str) -> dict[str, dict[str, Any]]:
         """The task's recorded sufficiency verdicts by item id (empty when none were asked)."""
@@ -244,13 +245,3 @@ def repair_torn_tail(path: Path) -> bool:
         os.fsync(handle.fileno())
     return True
 
-
-def write_json_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a reader sees the old or the new file, never
-    part of one: write a temporary file, fsync it, rename it over ``path``."""
-    temporary = path.with_suffix(".json.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

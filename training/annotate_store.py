@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.atomic_files import write_text_atomically
 from p2r_eval.jsonio import json_text
 from p2r_eval.runstore import RunStore, jsonl_lines
 
@@ -100,19 +101,9 @@ class AnnotationStore(RunStore):
         return count
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
-        atomic_write_text(self.root / name, json_text(data, indent=2) + "\n")
+        write_text_atomically(self.root / name, json_text(data, indent=2) + "\n")
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         path = self.root / name
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a temporary file beside ``path``, fsync it, rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

@@ -13,14 +13,13 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from p2r_eval.atomic_files import write_atomically
 from p2r_eval.frame_cache import FrameCache
 from p2r_eval.items import Item
 from p2r_eval.media import load_image, sample_media
@@ -81,8 +80,8 @@ class ThumbnailMaker:
             return FrameStrip(problem=str(error))
         folder.mkdir(parents=True, exist_ok=True)
         for index, frame in enumerate(frames):
-            _atomic_write(folder / f"{index}.jpg", jpeg_thumbnail(frame))
-        _atomic_write(manifest, json.dumps({"timestamps": timestamps}).encode())
+            write_atomically(folder / f"{index}.jpg", jpeg_thumbnail(frame), durable=False)
+        write_atomically(manifest, json.dumps({"timestamps": timestamps}).encode(), durable=False)
         return self._strip_from_manifest(key, {"timestamps": timestamps})
 
     def _frames(self, item: Item, policy: FramePolicy) -> tuple[np.ndarray, list[float | None]]:
@@ -130,13 +129,3 @@ def jpeg_thumbnail(frame: np.ndarray, width: int = THUMBNAIL_WIDTH) -> bytes:
     image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
