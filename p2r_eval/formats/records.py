@@ -18,6 +18,7 @@ from typing import Any
 
 from p2r_eval.formats.errors import AnnotationError, DataNotFoundError
 from p2r_eval.jsonio import NotUTF8Error, parse_json, utf8_text
+from p2r_eval.provenance import file_sha256
 
 JSON_SUFFIXES = (".json",)
 JSONL_SUFFIXES = (".jsonl",)
@@ -31,14 +32,6 @@ class AnnotationSource:
     label: str
     digest: str
     records: list[dict[str, Any]]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tree_sha256(folder: Path) -> str:
