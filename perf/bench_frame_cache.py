@@ -10,7 +10,7 @@ The clip is the one ``perf/bench_sampler.py`` uses (30 fps, x264 ultrafast, keyf
 250 frames), made by its ``ensure_clip`` into the same default ``--workdir``, so either
 benchmark reuses the other's clip. 32 uniform frames, p2r's default frame policy:
 
-- decode: ``p2r_eval.video.sample_frames`` (what every uncached request does);
+- decode: ``p2r_eval.media.video.sample_frames`` (what every uncached request does);
 - miss: the first ``FrameCache.get_or_sample`` of the clip: hashing the whole file, decoding,
   storing the frames (paid once per video and frame policy, then shared by every run);
 - hit: ``FrameCache.get_or_sample`` again (a fresh ``FrameCache`` object each time, as a new
@@ -35,8 +35,8 @@ import numpy as np
 from bench_sampler import CLIPS, NUM_FRAMES, ensure_clip
 from tabulate import tabulate
 
-from p2r_eval.frame_cache import FrameCache
-from p2r_eval.video import FramePolicy, SampledFrames, sample_frames
+from p2r_eval.media.frame_cache import FrameCache
+from p2r_eval.media.video import FramePolicy, SampledFrames, sample_frames
 
 GOAL = 50.0
 

@@ -16,7 +16,7 @@ video questions (default 32) in two ways:
 - one at a time: decode the item's video in the main process, then ``generate([request])``,
   item after item: how Video-R1's and lmms-eval's hf paths run (batch 1, decoding between
   generate calls, the GPU idle meanwhile);
-- p2r: p2r-eval's path: :func:`p2r_eval.media.prefetch_requests` decodes in
+- p2r: p2r-eval's path: :func:`p2r_eval.media.requests.prefetch_requests` decodes in
   ``--decode-workers`` worker processes (default 4), ``prefetch_depth`` items ahead, while
   ``generate`` runs on batches of ``--batch-size`` (default 8) left-padded requests. The
   workers are started once before the timed runs (p2r-eval starts them while the model
@@ -61,13 +61,13 @@ import torch
 from bench_sampler import Clip, ensure_clip
 from tabulate import tabulate
 
-from p2r_eval.evaluate import EvalSettings, batched, prefetch_depth, request_builder
-from p2r_eval.items import Item
-from p2r_eval.media import DecodePool, MediaError, RequestBuilder, prefetch_requests
+from p2r_eval.core.items import Item
+from p2r_eval.eval.loop import EvalSettings, batched, prefetch_depth, request_builder
+from p2r_eval.media.requests import DecodePool, MediaError, RequestBuilder, prefetch_requests
+from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import DecodingSettings, load_backend
 from p2r_eval.models.base import Request
 from p2r_eval.models.hf import HFBackend
-from p2r_eval.video import FramePolicy
 
 GOAL = 4.0
 MODES = ("one at a time", "p2r")

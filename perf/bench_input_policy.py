@@ -38,8 +38,8 @@ from tabulate import tabulate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sampler import CLIPS, ensure_clip
 
-from p2r_eval.input_policies import named_frame_policy
-from p2r_eval.video import sample_frames, uniform_indices
+from p2r_eval.media.input_policies import named_frame_policy
+from p2r_eval.media.video import sample_frames, uniform_indices
 
 VIDEO_R1_SETTINGS = {"VIDEO_MIN_TOKEN_NUM": 128, "VIDEO_MAX_TOKEN_NUM": 256, "FPS": 2.0,
                      "FPS_MIN_FRAMES": 4, "FPS_MAX_FRAMES": 32}

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from p2r_eval.runstore import RunStore
+from p2r_eval.eval.runstore import RunStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ Two ``p2r-eval`` runs of the demo model, each in its own process, differ only in
 
 - long: a one-item data root in Video-R1's format (``eval_mvbench.json``) whose video is a
   60 min 320x240 30 fps clip (x264 ultrafast, keyframe every 250 frames, 108,000 frames):
-  a 30 min clip of ``p2r_eval.synthetic_media`` (whose frames number themselves in 16 bits,
+  a 30 min clip of ``p2r_eval.media.synthetic_media`` (whose frames number themselves in 16 bits,
   so at most 36 min at 30 fps) written twice in a row without re-encoding;
 - baseline: the same command on a 10 s clip of the same kind: interpreter, imports, model,
   processor, one generation: everything but what the long video itself costs.

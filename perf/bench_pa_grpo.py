@@ -6,7 +6,7 @@ Usage::
     python perf/bench_pa_grpo.py --repeats 5 --steps 20 --completion-length 128
     python perf/bench_pa_grpo.py --model /ckpt/sft --device cuda --batch 16 --generations 8
 
-Both trainers are :class:`p2r_train.pa_grpo.PAGRPOTrainer` on the same model, data (synthetic
+Both trainers are :class:`p2r_train.rl.pa_grpo.PAGRPOTrainer` on the same model, data (synthetic
 videos), seed and settings; they differ only in the reward design: PA-GRPO (six process
 components, a judge, (B, T) advantages) against ``--process-agnostic`` (plain GRPO: one
 reward, (B,) advantages, no judge). The judge is an in-process stand-in that answers after
@@ -72,9 +72,9 @@ class InstantJudge:
 
 
 def synthetic_rows(workdir: Path, prompts: int) -> list[dict[str, Any]]:
-    from p2r_train.data import rl_rows
+    from p2r_train.inputs.data import rl_rows
 
-    from p2r_eval.synthetic_media import write_video
+    from p2r_eval.media.synthetic_media import write_video
 
     records = []
     for index in range(prompts):
@@ -90,13 +90,13 @@ def synthetic_rows(workdir: Path, prompts: int) -> list[dict[str, Any]]:
 
 def make_trainer(args: argparse.Namespace, model: str, rows: list, design: Any,
                  output: Path) -> Any:
-    from p2r_train.data import to_dataset
-    from p2r_train.pa_grpo import PAGRPOTrainer
+    from p2r_train.inputs.data import to_dataset
+    from p2r_train.rl.pa_grpo import PAGRPOTrainer
     from transformers import AutoProcessor
     from trl import GRPOConfig
 
-    from p2r_eval.media import RequestBuilder
-    from p2r_eval.video import FramePolicy
+    from p2r_eval.media.requests import RequestBuilder
+    from p2r_eval.media.video import FramePolicy
 
     on_gpu = args.device == "cuda"
     config = GRPOConfig(
@@ -242,18 +242,18 @@ def paired_step_times(trainers: list[Any]) -> TakeTurns:
 
 def overhead_table(args: argparse.Namespace, model: str) -> list[list[Any]]:
     """Milliseconds of PA-specific work on one batch of the benchmark's shape."""
-    from p2r_train.advantages import group_normalize
-    from p2r_train.pa_grpo import design_advantages
-    from p2r_train.rewards import (
+    from p2r_train.rl.advantages import group_normalize
+    from p2r_train.rl.pa_grpo import design_advantages
+    from p2r_train.rl.rewards import (
         PerceptionJudge,
         RewardDesign,
         pending_perception,
         score_completions,
     )
-    from p2r_train.segments import TokenPieces, span_table, split_completion
+    from p2r_train.rl.segments import TokenPieces, span_table, split_completion
     from transformers import AutoProcessor
 
-    from p2r_eval.items import Item
+    from p2r_eval.core.items import Item
 
     tokenizer = AutoProcessor.from_pretrained(model).tokenizer
     rows = args.batch * args.generations
@@ -306,7 +306,7 @@ def main() -> int:
     logging.disable(logging.WARNING)
     torch.set_num_threads(args.threads)
 
-    from p2r_train.rewards import RewardDesign
+    from p2r_train.rl.rewards import RewardDesign
 
     from p2r_eval.models.demo import ensure_demo_model
 

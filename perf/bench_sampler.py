@@ -10,7 +10,7 @@ Clips (synthetic, generated once into ``--workdir``, default ``<tmp>/p2r-bench-s
 15 s 854x480, 2 min 640x360 and 20 min 854x480, all 30 fps, x264 ultrafast, keyframe
 every 250 frames. Each method takes 32 uniform frames (``uniform_indices``) per clip:
 
-- p2r: ``p2r_eval.video.sample_frames`` (keyframe-aware plan; independent runs of the plan
+- p2r: ``p2r_eval.media.video.sample_frames`` (keyframe-aware plan; independent runs of the plan
   decoded in parallel threads, as many as there are usable cores, at most 4);
 - decord: ``VideoReader(path).get_batch(indices)``, decord's defaults;
 - PyAV sequential: decode every frame, convert only the wanted ones to RGB;
@@ -46,8 +46,8 @@ import av
 import numpy as np
 from tabulate import tabulate
 
-from p2r_eval.synthetic_media import write_video
-from p2r_eval.video import sample_frames, uniform_indices
+from p2r_eval.media.synthetic_media import write_video
+from p2r_eval.media.video import sample_frames, uniform_indices
 
 NUM_FRAMES = 32
 

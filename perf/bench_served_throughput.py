@@ -32,14 +32,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from p2r_eval.endpoint import EndpointSettings
-from p2r_eval.media import RequestBuilder
+from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.media.requests import RequestBuilder
+from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import resolve_model
 from p2r_eval.models.base import DecodingSettings, Request
+from p2r_eval.models.endpoint import EndpointSettings
 from p2r_eval.models.hf import HFBackend
 from p2r_eval.models.openai_backend import OpenAIBackend
-from p2r_eval.tasks import TASK_NAMES, load_task
-from p2r_eval.video import FramePolicy
 
 MAX_PIXELS = 256 * 28 * 28
 

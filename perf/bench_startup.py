@@ -10,7 +10,7 @@ Each repeat is a fresh interpreter (nothing imported, files in the page cache af
 that does, in order, what ``p2r-eval --model MODEL --tasks mvbench`` does before and around
 its first item, timing each phase (wall and CPU seconds of the process and its threads):
 
-1. p2r-eval's own modules (``p2r_eval.cli``, ``p2r_eval.eval_command``);
+1. p2r-eval's own modules (``p2r_eval.cli.main``, ``p2r_eval.eval.command``);
 2. task loading (the demo suite's MVBench annotations, or ``--data-root``'s);
 3. torch, 4. torchvision (which the video processor needs; importing it imports
    ``torch._dynamo``), 5. transformers (its model and processor machinery), each imported on
@@ -23,7 +23,7 @@ its first item, timing each phase (wall and CPU seconds of the process and its t
 
 A second table times whole commands that load no model, each in a fresh process: ``--help``,
 ``models``, ``check-data`` on the demo suite, a replay run of the demo suite's MVBench items and
-``leaderboard`` on that run (none of them imports torch: tests/test_startup_imports.py).
+``leaderboard`` on that run (none of them imports torch: tests/project/test_startup_imports.py).
 
 The interpreter's own start is in neither table (``python -c pass``, printed above them).
 """
@@ -48,10 +48,10 @@ marks = []
 def mark(name):
     marks.append((name, time.perf_counter(), time.process_time()))
 mark("start")
-import p2r_eval.cli, p2r_eval.eval_command
+import p2r_eval.cli.main, p2r_eval.eval.command
 mark("p2r-eval's own modules")
 from pathlib import Path
-from p2r_eval.tasks import load_task
+from p2r_eval.benchmarks.registry import load_task
 root = Path(sys.argv[2]) if sys.argv[2] else None
 task = load_task("mvbench", root)
 mark("task loading")
@@ -64,8 +64,8 @@ mark("transformers")
 from p2r_eval.models import DecodingSettings, load_backend
 backend = load_backend(sys.argv[1], decoding=DecodingSettings(max_new_tokens=1), device="cpu")
 mark("model and processor loading")
-from p2r_eval.media import RequestBuilder
-from p2r_eval.video import FramePolicy
+from p2r_eval.media.requests import RequestBuilder
+from p2r_eval.media.video import FramePolicy
 request = RequestBuilder("p2r", FramePolicy(num_frames=32))(task.items[0])
 mark("first item: decoding its video")
 backend.generate([request])
@@ -77,7 +77,7 @@ LEADERBOARD = """\
 import json, sys, time
 from pathlib import Path
 start = (time.perf_counter(), time.process_time())
-from p2r_eval.leaderboard import write_leaderboards
+from p2r_eval.report.leaderboard import write_leaderboards
 write_leaderboards([Path(sys.argv[1])], Path(sys.argv[2]))
 print(json.dumps([time.perf_counter() - start[0], time.process_time() - start[1]]))
 """
@@ -112,7 +112,7 @@ def timed_command(argv: list[str]) -> tuple[float, float]:
 
 
 def replay_file(folder: Path) -> Path:
-    from p2r_eval.tasks import load_task
+    from p2r_eval.benchmarks.registry import load_task
 
     path = folder / "outputs.jsonl"
     path.write_text("".join(

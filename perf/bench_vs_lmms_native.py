@@ -66,9 +66,9 @@ from pathlib import Path
 from bench_sampler import Clip, ensure_clip
 from tabulate import tabulate
 
+from p2r_eval.benchmarks.registry import load_task
+from p2r_eval.core.prompts import build_prompt
 from p2r_eval.models.demo import ensure_demo_model
-from p2r_eval.prompts import build_prompt
-from p2r_eval.tasks import load_task
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESSES = ("p2r-eval", "lmms-eval")

@@ -22,7 +22,7 @@
 #          `serve` subcommand or `--backend openai`, or FastAPI/uvicorn are missing.
 #
 # --dry-run runs the same steps on the CPU with the tiny config (the demo-size checkpoint,
-# a few items, frames and tokens), so the script is known to run (tests/test_gpu_check.py).
+# a few items, frames and tokens), so the script is known to run (tests/project/test_gpu_check.py).
 # Its figures mean nothing. A check that fails writes its row as failed, with its log, and
 # the others still run. Output: --out (default $OUT/gpu_check.md when $OUT is set, else
 # gpu_check.md), its logs and JSON files beside it.
@@ -162,7 +162,7 @@ print(task["n"] / task["wall_time_s"])' "$1"
 write_serve_data() {  # folder, items, seconds: a Video-R1-format root of MVBench questions
   "$PY" -c 'import json, sys
 from pathlib import Path
-from p2r_eval.synthetic_media import write_video
+from p2r_eval.media.synthetic_media import write_video
 root, items, seconds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 root.mkdir(parents=True, exist_ok=True)
 records = []

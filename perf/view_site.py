@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from p2r_eval.tasks import demo_data_root
+from p2r_eval.benchmarks.registry import demo_data_root
 
 FULL_SIZES = {"vsibench": 5130, "videommmu": 900, "mmvu": 1000, "mvbench": 4000,
               "videomme": 2700}

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2r_eval import synthetic_media
+from p2r_eval.media import synthetic_media
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL
 
-from p2r_eval.saved_inputs import save_model_inputs
+from p2r_eval.media.saved_inputs import save_model_inputs
 
 TASK, SPLIT = "oracle", "test"
 

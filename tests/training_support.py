@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.media.synthetic_media import write_image, write_video
+from p2r_eval.media.video import FramePolicy
 from p2r_eval.models.demo import ensure_demo_model
-from p2r_eval.synthetic_media import write_image, write_video
-from p2r_eval.video import FramePolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

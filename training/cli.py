@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from p2r_train.auto_eval import add_auto_eval_options, auto_eval_callbacks
+from p2r_train.tracking.auto_eval import add_auto_eval_options, auto_eval_callbacks
 
 OVERVIEW = """\
 subcommands (p2r-train SUBCOMMAND --help):
@@ -69,8 +69,8 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
 
 
 def add_annotate_subcommand(subparsers: Any) -> None:
-    """``annotate``: the process-aware CoT pipeline (training/annotate.py, light to import)."""
-    from p2r_train.annotate import add_subcommand
+    """``annotate``: the process-aware CoT pipeline (training/cot/annotate.py, light to import)."""
+    from p2r_train.cot.annotate import add_subcommand
 
     add_subcommand(subparsers)
 
@@ -134,7 +134,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _frame_policy(args: argparse.Namespace):  # p2r_eval imported lazily
-    from p2r_eval.cli_settings import frame_policy_from_args
+    from p2r_eval.cli.settings import frame_policy_from_args
 
     return frame_policy_from_args(args)
 
@@ -206,7 +206,7 @@ def add_sft_subcommand(subparsers: Any) -> None:
 
 
 def run_sft_command(args: argparse.Namespace) -> int:
-    from p2r_train.sft import run_sft, sft_config
+    from p2r_train.sft.trainer import run_sft, sft_config
 
     config = sft_config(args.output, **trainer_settings(args))
     output = run_sft(_resolve_model(args.model), args.data, args.output, config,
@@ -288,7 +288,7 @@ def add_grpo_subcommand(subparsers: Any) -> None:
 
 
 def reward_design(args: argparse.Namespace):  # training imported lazily
-    from p2r_train.rewards import RewardDesign
+    from p2r_train.rl.rewards import RewardDesign
 
     return RewardDesign(
         process_agnostic=args.process_agnostic,
@@ -323,7 +323,7 @@ def rollout_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def refuse_unusable_rollouts(config: Any) -> None:
     """Exit with the reason when the chosen rollout engine cannot run (before any loading)."""
-    from p2r_train.vllm_rollouts import check_rollout_engine
+    from p2r_train.rl.vllm_rollouts import check_rollout_engine
 
     from p2r_eval.models.base import BackendError
 
@@ -334,7 +334,7 @@ def refuse_unusable_rollouts(config: Any) -> None:
 
 
 def run_grpo_command(args: argparse.Namespace) -> int:
-    from p2r_train.pa_grpo import run_grpo
+    from p2r_train.rl.pa_grpo import run_grpo
     from trl import GRPOConfig
 
     design = reward_design(args)
@@ -369,7 +369,7 @@ def add_plot_subcommand(subparsers: Any) -> None:
 
 
 def run_plot_command(args: argparse.Namespace) -> int:
-    from p2r_train.dynamics import plot_training_dynamics
+    from p2r_train.tracking.dynamics import plot_training_dynamics
 
     print(f"plot written to {plot_training_dynamics(args.run_dir, args.output)}")
     return 0

@@ -1,6 +1,7 @@
 """``p2r-train recipe toy``: the paper's whole pipeline at toy scale, on a CPU.
 
-1. ``data``: the toy suite (:mod:`p2r_eval.toy_suite`): training, validation and test videos;
+1. ``data``: the toy suite (:mod:`p2r_eval.benchmarks.toy_suite`): training, validation and test
+videos;
 2. ``annotate``: the three CoT steps over the training items, all real: the teacher is a
    replay of the suite's rule-made traces, a known fifth of them flawed (wrong answers,
    broken templates, observations without the decisive fact); verification and the toy
@@ -224,8 +225,8 @@ def check_annotation(output: Path, suite: Path) -> dict[str, int]:
 
 def run_toy_recipe(settings: ToySettings) -> Path:
     """Run (or finish) the recipe into ``settings.output``; returns the leaderboard path."""
+    from p2r_eval.benchmarks.toy_suite import prepare_toy_suite
     from p2r_eval.models.demo import ensure_demo_model
-    from p2r_eval.toy_suite import prepare_toy_suite
 
     settings.output.mkdir(parents=True, exist_ok=True)
     log = RecipeLog(settings)  # refuses a folder made with other settings
@@ -249,7 +250,7 @@ def run_toy_recipe(settings: ToySettings) -> Path:
 def write_toy_leaderboard(output: Path) -> Path:
     """``OUTPUT/leaderboards/toy.md``: the table with CIs, then each RL row paired against
     SFT-only on the same test items."""
-    from p2r_eval.leaderboard import compare_runs, render_comparison, write_leaderboards
+    from p2r_eval.report.leaderboard import compare_runs, render_comparison, write_leaderboards
 
     runs = [final_evaluation(output / run) for run in ("sft", *RL_VARIANTS)]
     names = [SFT_ROW, *RL_VARIANTS.values()]

@@ -1,10 +1,11 @@
 """p2r's items as lmms-eval documents, and the task functions the YAMLs of ``lmms_tasks/`` name.
 
-A document carries a whole :class:`~p2r_eval.items.Item` and the prompt style and protocol
+A document carries a whole :class:`~p2r_eval.core.items.Item` and the prompt style and protocol
 of its task, so each function works from the document alone: :func:`doc_to_text` is p2r's
 prompt, :func:`doc_to_visual` the media path (the ``p2r`` model samples it with p2r's
-sampler), :func:`process_results` scores with :func:`~p2r_eval.protocols.score_item` and
-:func:`aggregate_score` is :func:`~p2r_eval.protocols.aggregate_task`. No rule lives here.
+sampler), :func:`process_results` scores with :func:`~p2r_eval.benchmarks.protocols.score_item` and
+:func:`aggregate_score` is :func:`~p2r_eval.benchmarks.protocols.aggregate_task`. No rule lives
+here.
 
 Nothing in this module imports lmms-eval, so the documents can be checked without it.
 """
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.items import Item, item_from_row, item_to_row
-from p2r_eval.prompts import STYLE_TEMPLATES, build_prompt
-from p2r_eval.protocols import aggregate_task, check_protocol, score_item
-from p2r_eval.tasks import TASK_NAMES, load_task
+from p2r_eval.benchmarks.protocols import aggregate_task, check_protocol, score_item
+from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.core.items import Item, item_from_row, item_to_row
+from p2r_eval.core.prompts import STYLE_TEMPLATES, build_prompt
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ checks are p2r-eval's (without frame options: the ``video-r1`` input policy).
 ``--batch_size`` and ``--device`` are lmms-eval's own flags.
 
 Each request's visuals (the task's ``doc_to_visual``) become one p2r request: a video path or
-a frame folder is sampled by :func:`~p2r_eval.media.sample_media` (through the frame cache
+a frame folder is sampled by :func:`~p2r_eval.media.requests.sample_media` (through the frame cache
 when ``frame_cache`` is set), an image path or a PIL image is read as RGB. The prompt is
 lmms-eval's context. The backend renders the chat and generates exactly as in p2r-eval, in
 batches of ``batch_size``, one task at a time (:func:`task_batches`). Decoding is the
@@ -31,12 +31,12 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
-from p2r_eval.cli import build_eval_parser
-from p2r_eval.eval_command import load_configured_backend, settings_from_args
+from p2r_eval.cli.main import build_eval_parser
+from p2r_eval.eval.command import load_configured_backend, settings_from_args
 from p2r_eval.interop.lmms_docs import request_identity
-from p2r_eval.media import load_image, sample_media
+from p2r_eval.media.requests import load_image, sample_media
+from p2r_eval.media.video import IMAGE_SUFFIXES, FramePolicy, VideoError
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
-from p2r_eval.video import IMAGE_SUFFIXES, FramePolicy, VideoError
 
 log = logging.getLogger(__name__)
 

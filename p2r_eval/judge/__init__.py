@@ -26,7 +26,7 @@ _EXPORTS = {
     "JudgeRequest": "p2r_eval.judge.core",
     "ReplyCache": "p2r_eval.judge.cache",
     "RetriesExhausted": "p2r_eval.judge.base",
-    "RetryPolicy": "p2r_eval.retry",
+    "RetryPolicy": "p2r_eval.core.retry",
     "SUFFICIENCY_PROMPT_VERSION": "p2r_eval.judge.prompts",
     "SufficiencyQuery": "p2r_eval.judge.verdicts",
     "TransientJudgeError": "p2r_eval.judge.base",

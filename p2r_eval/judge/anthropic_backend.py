@@ -18,10 +18,10 @@ from typing import Any
 
 import anthropic
 
+from p2r_eval.core.retry import is_retryable_status, retry_after_s
 from p2r_eval.judge.base import Completion, JudgeConfigError, JudgeError, TransientJudgeError
 from p2r_eval.judge.prompts import JudgePrompt
 from p2r_eval.judge.url_secrets import public_url, redact_logs, url_secrets
-from p2r_eval.retry import is_retryable_status, retry_after_s
 
 DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5"
 DEFAULT_TIMEOUT_S = 120.0

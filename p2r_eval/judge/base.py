@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from p2r_eval import retry
+from p2r_eval.core import retry
+from p2r_eval.core.retry import TransientError
 from p2r_eval.judge.prompts import JudgePrompt
-from p2r_eval.retry import TransientError
 
 
 class JudgeError(RuntimeError):
@@ -19,7 +19,7 @@ class JudgeConfigError(JudgeError):
 
 
 class TransientJudgeError(JudgeError, TransientError):
-    """A judge failure worth retrying (see :class:`p2r_eval.retry.TransientError`)."""
+    """A judge failure worth retrying (see :class:`p2r_eval.core.retry.TransientError`)."""
 
 
 class RetriesExhausted(JudgeError, retry.RetriesExhausted):

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from p2r_eval.core.retry import call_with_retries
 from p2r_eval.judge.anthropic_backend import AnthropicBackend, message_params, message_text
 from p2r_eval.judge.base import JudgeConfigError, JudgeError, RetriesExhausted
 from p2r_eval.judge.cache import CachedReply, ReplyCache
 from p2r_eval.judge.core import Judge, JudgeItemsFailed, JudgeRequest, verdict_from_reply
 from p2r_eval.judge.verdicts import GradeQuery, SufficiencyQuery, Verdict
-from p2r_eval.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 Query = SufficiencyQuery | GradeQuery

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.core.unicode_text import valid_unicode
 from p2r_eval.judge.base import JudgeConfigError
-from p2r_eval.unicode_text import valid_unicode
 
 CACHE_FILE_NAME = "judge_cache.sqlite3"
 # How long an access waits for another process's lock on the cache.

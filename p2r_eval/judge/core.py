@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from p2r_eval.core.retry import RetryPolicy, call_with_retries
 from p2r_eval.judge.base import (
     Completion,
     JudgeBackend,
@@ -30,7 +31,6 @@ from p2r_eval.judge.cache import CachedReply, ReplyCache, cache_key
 from p2r_eval.judge.prompts import JudgePrompt, grade_prompt, normalize_text, sufficiency_prompt
 from p2r_eval.judge.usage import Usage, UsageCounter
 from p2r_eval.judge.verdicts import GradeQuery, SufficiencyQuery, Verdict, parse_verdict_reply
-from p2r_eval.retry import RetryPolicy, call_with_retries
 
 DEFAULT_MAX_TOKENS = 400
 GRADE_MODE = "grade"

@@ -10,10 +10,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from p2r_eval.core.retry import RetryPolicy
 from p2r_eval.judge.base import JudgeConfigError
 from p2r_eval.judge.cache import ReplyCache
 from p2r_eval.judge.core import DEFAULT_MAX_TOKENS, Judge
-from p2r_eval.retry import RetryPolicy
 
 BACKENDS = ("anthropic", "openai", "local", "toy")
 DEFAULT_TIMEOUT_S = 120.0

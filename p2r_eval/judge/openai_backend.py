@@ -12,10 +12,10 @@ from typing import Any
 
 import openai
 
+from p2r_eval.core.retry import is_retryable_status, retry_after_s
 from p2r_eval.judge.base import Completion, JudgeConfigError, JudgeError, TransientJudgeError
 from p2r_eval.judge.prompts import JudgePrompt
 from p2r_eval.judge.url_secrets import public_url, redact_logs, url_secrets
-from p2r_eval.retry import is_retryable_status, retry_after_s
 
 NO_KEY_PLACEHOLDER = "EMPTY"
 DEFAULT_TIMEOUT_S = 120.0

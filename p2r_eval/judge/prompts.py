@@ -24,8 +24,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from p2r_eval.items import option_letter
-from p2r_eval.unicode_text import valid_unicode
+from p2r_eval.core.items import option_letter
+from p2r_eval.core.unicode_text import valid_unicode
 
 SUFFICIENCY_SYSTEM = """\
 You check whether a written observation of a video holds enough visual evidence to answer a \

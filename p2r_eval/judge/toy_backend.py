@@ -4,7 +4,8 @@ It reads the same prompt an LLM judge reads (question, options, correct answer, 
 and answers in the same reply format, so everything around it (cache, usage, verdict parsing,
 annotate step 3, PA-GRPO's perception reward, ``--attribute-errors``) runs unchanged. The
 rule: an observation is sufficient when the facts it states determine the correct answer
-(:func:`p2r_eval.toy_suite.scenes.answer_word_from_observation`). A question that is not one
+(:func:`p2r_eval.benchmarks.toy_suite.scenes.answer_word_from_observation`). A question that is not
+one
 of the toy suite's, or a grading request, is an error naming the item: this judge knows
 nothing else.
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2r_eval.items import split_option
+from p2r_eval.benchmarks.toy_suite.scenes import answer_word_from_observation, question_kind
+from p2r_eval.core.items import split_option
 from p2r_eval.judge.base import Completion, JudgeError
 from p2r_eval.judge.prompts import JudgePrompt, read_data_blocks
-from p2r_eval.toy_suite.scenes import answer_word_from_observation, question_kind
 
 TOY_JUDGE_MODEL = "toy-rules-1"
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from p2r_eval.cache_root import build_once, cache_root
-from p2r_eval.template import TAGS
+from p2r_eval.core.cache_root import build_once, cache_root
+from p2r_eval.core.template import TAGS
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2Tokenizer
@@ -294,7 +294,7 @@ def make_demo_model(directory: Path, *, seed: int = 0) -> Path:
 def ensure_demo_model(cache_dir: Path | None = None) -> Path:
     """The demo model's folder in the cache, built on first use (seed 0) and reused after.
 
-    Safe when several processes ask at once (see :func:`p2r_eval.cache_root.build_once`).
+    Safe when several processes ask at once (see :func:`p2r_eval.core.cache_root.build_once`).
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
     return build_once(cache_dir / f"demo-model-v{DEMO_RECIPE_VERSION}", DEMO_MARKER_FILE,

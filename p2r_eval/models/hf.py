@@ -6,8 +6,8 @@ suppress come from the checkpoint's configs, never from branches on model names.
 
 Decisions that affect outputs:
 
-- Video frames arrive already sampled (:func:`p2r_eval.video.sample_frames`), and under a
-  named input policy already resized (:mod:`p2r_eval.input_policies`; the processor keeps
+- Video frames arrive already sampled (:func:`p2r_eval.media.video.sample_frames`), and under a
+  named input policy already resized (:mod:`p2r_eval.media.input_policies`; the processor keeps
   the checkpoint's own bounds, which leave that size as it is); the video processor is told not to
   sample again (``do_sample_frames=False``) and gets each video's metadata, so models with
   temporal position ids (Qwen2.5-VL) see the real frame rate.
@@ -439,7 +439,7 @@ class HFBackend:
     def save_model_inputs(self, requests: Sequence[Request], outputs: Any) -> None:
         """Write each request's processor outputs under ``save_inputs`` (a request of a batch
         is processed again alone: the same tensors without the batch's left padding)."""
-        from p2r_eval.saved_inputs import save_model_inputs
+        from p2r_eval.media.saved_inputs import save_model_inputs
 
         assert self.save_inputs is not None
         for request in requests:

@@ -6,7 +6,7 @@ What it sends for one :class:`~p2r_eval.models.base.Request`:
 - the chat of :func:`p2r_eval.models.hf.chat_messages` (optional system turn; a user turn of
   the image, the video, then the prompt), which the server renders with the checkpoint's own
   chat template, as the hf backend does;
-- the frames :func:`p2r_eval.video.sample_frames` produced under the run's input policy,
+- the frames :func:`p2r_eval.media.video.sample_frames` produced under the run's input policy,
   unchanged and in order. ``request_format="vllm"``: one ``video_url`` holding vLLM's
   frame-list data URL (``data:video/jpeg;base64,F1,F2,...``; vLLM selects the frame-list path
   by that media type and decodes each frame by its content, so PNG frames arrive
@@ -21,7 +21,7 @@ What it sends for one :class:`~p2r_eval.models.base.Request`:
   ``skip_special_tokens=false`` (the process tags survive, as in the hf backend).
 
 Requests run concurrently (``concurrency`` in flight), spread round-robin over the replicas;
-429, 5xx, timeouts and lost connections are retried with :mod:`p2r_eval.retry` (backoff with
+429, 5xx, timeouts and lost connections are retried with :mod:`p2r_eval.core.retry` (backoff with
 jitter), each retry on the next replica, and a replica that failed is skipped for a while.
 Replies are cached by the SHA-256 of the request body (model, chat, frames, decoding), so a
 re-run costs no request. ``usage()`` counts requests, retries, cache hits, tokens, per-replica
@@ -48,12 +48,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2r_eval.endpoint import EndpointSettings
-from p2r_eval.judge.cache import CachedReply, ReplyCache
-from p2r_eval.judge.usage import UsageCounter
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
-from p2r_eval.models.hf import check_media
-from p2r_eval.retry import (
+from p2r_eval.core.retry import (
     RetriesExhausted,
     RetryPolicy,
     TransientError,
@@ -61,6 +56,11 @@ from p2r_eval.retry import (
     is_retryable_status,
     retry_after_s,
 )
+from p2r_eval.judge.cache import CachedReply, ReplyCache
+from p2r_eval.judge.usage import UsageCounter
+from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.models.endpoint import EndpointSettings
+from p2r_eval.models.hf import check_media
 
 log = logging.getLogger(__name__)
 

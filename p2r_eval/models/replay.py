@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.jsonio import parse_json
+from p2r_eval.core.jsonio import parse_json
+from p2r_eval.eval.runstore import jsonl_lines
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
-from p2r_eval.runstore import jsonl_lines
 
 
 class ReplayFileError(BackendError):

@@ -4,12 +4,12 @@ What it shares with :mod:`p2r_eval.models.hf`, by calling the same functions:
 
 - the prompt: :func:`~p2r_eval.models.hf.prompt_text`, the checkpoint's processor chat template
   over the same chat; vLLM expands the single image/video placeholder itself;
-- the frames: the arrays :func:`p2r_eval.video.sample_frames` produced, handed over unchanged
+- the frames: the arrays :func:`p2r_eval.media.video.sample_frames` produced, handed over unchanged
   as ``(frames, metadata)`` with the metadata of :func:`~p2r_eval.models.hf.video_metadata`,
   plus ``do_sample_frames=False`` and the frames' rate (``fps``) as processor arguments, so
   that vLLM never samples again and Qwen2.5-VL's temporal position ids see the real rate;
 - the pixel cap: passed to vLLM's processor as ``max_pixels`` where the processor has one;
-  under a named input policy (:mod:`p2r_eval.input_policies`) the frames arrive already
+  under a named input policy (:mod:`p2r_eval.media.input_policies`) the frames arrive already
   resized and no cap is passed, so both backends' processors keep the checkpoint's bounds;
 - stop ids, and decoding of the generated ids (special tokens kept, cut at the first end id).
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from p2r_eval.input_policies import INPUT_POLICY_NAMES, UNIFORM
-from p2r_eval.prompts import STYLE_TEMPLATES
+from p2r_eval.core.prompts import STYLE_TEMPLATES
+from p2r_eval.media.input_policies import INPUT_POLICY_NAMES, UNIFORM
 
 ZOO_FILE = Path(__file__).with_name("zoo.yaml")
 ZOO_BACKENDS = ("hf", "lmms-eval")

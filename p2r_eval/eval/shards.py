@@ -1,0 +1,176 @@
+"""Data-parallel evaluation: split one run's items across processes, GPUs or machines.
+
+Shard ``i`` of ``n`` evaluates items ``i, i+n, i+2n, …`` of every task (after ``--limit``)
+into ``OUTPUT/shards/<i>-of-<n>/``, a complete run folder of its own (own lock, own resume).
+When the last shard finishes, or on ``p2r-eval merge OUTPUT``, the shards' samples are merged
+into ``OUTPUT/samples`` in item order and ``OUTPUT/results.json`` is computed from them, with
+the same aggregation as a single-process run, so the two are equal item for item.
+
+Under ``accelerate launch`` (or torchrun), ``--shard auto`` takes the shard from the
+``RANK``/``WORLD_SIZE`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from p2r_eval.benchmarks.registry import load_task
+from p2r_eval.core.items import Item
+from p2r_eval.eval.runstore import RunStore, RunStoreError
+
+Shard = tuple[int, int]
+MERGE_WAIT_S = 600.0
+"""How long a merge waits for another one in progress (two shards finishing together)."""
+
+
+def parse_shard(text: str) -> Shard | None:
+    """``"i/n"`` (0 <= i < n) or ``"auto"`` (RANK/WORLD_SIZE of a distributed launch)."""
+    if text == "auto":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes i/n or auto, not {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return (index, count) if count > 1 else None
+
+
+def shard_items(items: Sequence[Item], shard: Shard | None) -> list[Item]:
+    if shard is None:
+        return list(items)
+    index, count = shard
+    return list(items[index::count])
+
+
+def shard_dir(output: Path, shard: Shard) -> Path:
+    return Path(output) / "shards" / f"{shard[0]}-of-{shard[1]}"
+
+
+def finished_shards(output: Path, count: int) -> list[dict[str, Any]] | None:
+    """Every shard's results if all ``count`` shards have finished, else None."""
+    results = [RunStore(shard_dir(output, (i, count))).read_results() for i in range(count)]
+    if any(r is None or not r.get("finished_at") for r in results):
+        return None
+    return results  # type: ignore[return-value]
+
+
+def check_shards_agree(results: Sequence[dict[str, Any]]) -> None:
+    """All shards must come from the same model and settings (only the shard differs)."""
+    def identity(result: dict[str, Any]) -> str:
+        settings = {k: v for k, v in result["settings"].items() if k != "shard"}
+        return json.dumps([result["model"]["fingerprint"], settings], sort_keys=True)
+
+    if len({identity(r) for r in results}) > 1:
+        raise RunStoreError("the shards were run with different models or settings; not merging")
+
+
+def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
+    """Merge the ``count`` shards of ``output`` once all have finished; None until then."""
+    from p2r_eval.eval.loop import check_samples_match_items, limited, task_entry
+    from p2r_eval.eval.run_identity import item_hashes
+    from p2r_eval.report.analysis import render_analysis_table
+
+    shard_results = finished_shards(output, count)
+    if shard_results is None:
+        return None
+    check_shards_agree(shard_results)
+    first = shard_results[0]
+    settings = first["settings"]
+    data_root = Path(settings["data_root"]) if settings["data_root"] else None
+    store = RunStore(output)
+    merged: dict[str, Any] = {**first, "settings": {**settings, "shard": None,
+                                                      "merged_shards": count}, "tasks": {}}
+    with store.exclusive(wait_s=MERGE_WAIT_S):
+        # Every task is read and checked against the data before anything is rewritten.
+        merging = []
+        for name in first["tasks"]:
+            loaded = load_task(name, data_root)
+            samples: dict[str, dict[str, Any]] = {}
+            for index in range(count):
+                shard_store = RunStore(shard_dir(output, (index, count)))
+                samples.update(shard_store.load_samples(name, repair=False))
+            check_samples_match_items(store, name, samples, item_hashes(loaded))
+            merging.append((name, loaded, samples))
+        mark_unfinished(store)
+        analysis_sections = []
+        for name, loaded, samples in merging:
+            items = limited(loaded.items, settings["limit"])
+            write_samples_in_order(store, name, items, samples)
+            verdicts = merged_verdicts(output, count, name)
+            sufficient = {item_id: verdict.get("sufficient") for item_id, verdict in
+                          verdicts.items()}
+            entry, analysis = task_entry(loaded, items, samples, settings["protocol"],
+                                         settings["prompt_style"], sufficient or None)
+            if verdicts:
+                store.write_verdicts(name, verdicts)
+            entry["wall_time_s"] = max(r["tasks"][name]["wall_time_s"] for r in shard_results)
+            merged["tasks"][name] = entry
+            analysis_sections.append(f"## {name}\n\n{render_analysis_table(analysis)}\n")
+        # as in a single-process run: analysis.md before results.json says finished
+        (output / "analysis.md").write_text(
+            "# Process analysis\n\n" + "\n".join(analysis_sections), encoding="utf-8")
+        merged["finished_at"] = max(r["finished_at"] for r in shard_results)
+        store.write_results(merged)
+    return merged
+
+
+def merged_verdicts(output: Path, count: int, task: str) -> dict[str, Any]:
+    """The observation-sufficiency verdicts (``--attribute-errors``) the shards recorded."""
+    verdicts: dict[str, Any] = {}
+    for index in range(count):
+        verdicts.update(RunStore(shard_dir(output, (index, count))).read_verdicts(task))
+    return verdicts
+
+
+def mark_unfinished(store: RunStore) -> None:
+    """Before a merge rewrites samples files: results.json no longer says finished, so a merge
+    killed half-way reads as unfinished (and is redone), never as finished with samples that
+    are partly another merge's."""
+    previous = store.read_results()
+    if previous and previous.get("finished_at"):
+        store.write_results({**previous, "finished_at": None})
+
+
+def write_samples_in_order(
+    store: RunStore, task: str, items: Sequence[Item], samples: dict[str, dict[str, Any]]
+) -> None:
+    """Replace ``samples/<task>.jsonl`` (atomically) with one line per item, in item order."""
+    store.replace_samples(task, (samples[item.id] for item in items if item.id in samples))
+
+
+def add_subcommands(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "merge",
+        help="merge the shards of a data-parallel run",
+        description="Merge OUTPUT/shards/<i>-of-<n> into OUTPUT (samples in item order and "
+                    "results.json), once every shard has finished. Runs automatically when "
+                    "the last shard finishes; use this after a shard was re-run by hand.",
+    )
+    parser.add_argument("output", type=Path)
+    parser.set_defaults(func=_merge_command)
+
+
+def _merge_command(args: argparse.Namespace) -> int:
+    counts = sorted({int(p.name.split("-of-")[1]) for p in (args.output / "shards").glob("*-of-*")})
+    if len(counts) != 1:
+        print(f"p2r-eval merge: expected shards of one size under {args.output / 'shards'}",
+              file=sys.stderr)
+        return 2
+    try:
+        merged = merge_shards(args.output, counts[0])
+    except RunStoreError as error:
+        print(f"p2r-eval merge: {error}", file=sys.stderr)
+        return 2
+    if merged is None:
+        print(f"p2r-eval merge: not every shard of {args.output} has finished yet")
+        return 1
+    print(f"merged {counts[0]} shards into {args.output / 'results.json'}")
+    return 0

@@ -1,0 +1,56 @@
+"""A run's decode pool: items started before the model loads are decoded once, then used."""
+
+import shutil
+
+import numpy as np
+
+from p2r_eval.core.items import Item
+from p2r_eval.media.requests import DecodePool, MediaError, RequestBuilder, prefetch_requests
+from p2r_eval.media.video import FramePolicy, sample_frames
+
+BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
+
+
+def item(index, media):
+    return Item(task="t", id=str(index), question="What moves?", options=("A. x", "B. y"),
+                answer="A", answer_type="multiple choice", media=media, media_type="video")
+
+
+def test_an_item_started_early_is_not_decoded_again(tiny_video, tmp_path):
+    video = tmp_path / "early.mp4"
+    shutil.copy(tiny_video, video)
+    early, other = item(0, video), item(1, tiny_video)
+    with DecodePool(1) as pool:
+        pool.start_early([early], BUILDER)
+        pool.submit(BUILDER, other).result()  # one worker, in order: the early one is done
+        video.unlink()
+        ((_, request),) = prefetch_requests([early], BUILDER, pool=pool)
+        expected = sample_frames(tiny_video, policy=BUILDER.policy)
+        assert np.array_equal(request.frames, expected.frames)
+        ((_, again),) = prefetch_requests([early], BUILDER, pool=pool)
+    assert isinstance(again, MediaError) and "early.mp4" in str(again)
+
+
+def test_a_request_started_with_other_settings_is_not_used(tiny_video, tmp_path):
+    video = tmp_path / "early.mp4"
+    shutil.copy(tiny_video, video)
+    other_builder = RequestBuilder("p2r", FramePolicy(num_frames=3))
+    with DecodePool(1) as pool:
+        pool.start_early([item(0, video)], other_builder)
+        pool.submit(BUILDER, item(1, tiny_video)).result()
+        video.unlink()
+        ((_, request),) = prefetch_requests([item(0, video)], BUILDER, pool=pool)
+    assert isinstance(request, MediaError)
+
+
+def test_a_pool_gives_the_inline_requests_in_order_across_calls(tiny_video, tmp_path):
+    items = [item(0, tiny_video), item(1, tmp_path / "missing.mp4"), item(2, tiny_video)]
+    inline = list(prefetch_requests(items, BUILDER))
+    with DecodePool(2) as pool:
+        pool.start_early(items[:1], BUILDER)
+        pooled = list(prefetch_requests(items[:2], BUILDER, pool=pool, depth=1))
+        pooled += list(prefetch_requests(items[2:], BUILDER, pool=pool))
+    assert [i.id for i, _ in pooled] == ["0", "1", "2"]
+    assert isinstance(pooled[1][1], MediaError)
+    for index in (0, 2):
+        assert np.array_equal(pooled[index][1].frames, inline[index][1].frames)

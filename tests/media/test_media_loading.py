@@ -1,0 +1,71 @@
+"""Requests from items: decoding ahead in worker processes, and the frame cache."""
+
+import os
+import shutil
+
+import numpy as np
+
+from p2r_eval.core.items import Item
+from p2r_eval.media.frame_cache import FrameCache
+from p2r_eval.media.requests import MediaError, RequestBuilder, prefetch_requests
+from p2r_eval.media.video import FramePolicy, sample_frames
+
+POLICY = FramePolicy(num_frames=4)
+
+
+def item(index, media, media_type="video"):
+    return Item(task="t", id=str(index), question="What moves?", options=("A. x", "B. y"),
+                answer="A", answer_type="multiple choice", media=media, media_type=media_type)
+
+
+def test_workers_give_the_inline_requests_in_order_with_per_item_errors(tiny_video, tmp_path):
+    items = [item(0, tiny_video), item(1, tmp_path / "missing.mp4"), item(2, tiny_video),
+             item(3, None, "none")]
+    builder = RequestBuilder("p2r", POLICY)
+    inline = list(prefetch_requests(items, builder, workers=0))
+    pooled = list(prefetch_requests(items, builder, workers=2, depth=2))
+    assert [i.id for i, _ in pooled] == ["0", "1", "2", "3"]
+    assert isinstance(pooled[1][1], MediaError) and "missing.mp4" in str(pooled[1][1])
+    for (_, expected), (_, got) in zip(inline, pooled, strict=True):
+        if isinstance(expected, MediaError):
+            continue
+        assert got.prompt == expected.prompt
+        if expected.frames is None:
+            assert got.frames is None
+        else:
+            assert np.array_equal(got.frames, expected.frames) and got.fps == expected.fps
+
+
+def test_frame_cache_hit_returns_the_decoded_frames(tiny_video, tmp_path):
+    cache = FrameCache(tmp_path / "cache")
+    decoded = sample_frames(tiny_video, policy=POLICY)
+    first = cache.get_or_sample(tiny_video, POLICY, lambda p, pol: sample_frames(p, policy=pol))
+    second = cache.get_or_sample(tiny_video, POLICY, lambda p, pol: 1 / 0)
+    assert (cache.misses, cache.hits) == (1, 1)
+    for sampled in (first, second):
+        assert np.array_equal(sampled.frames, decoded.frames)
+        assert sampled.indices == decoded.indices and sampled.sample_fps == decoded.sample_fps
+
+
+def test_frame_cache_keys_on_content_and_policy(tiny_video, tmp_path):
+    cache = FrameCache(tmp_path / "cache")
+    sampler = lambda p, pol: sample_frames(p, policy=pol)  # noqa: E731
+    cache.get_or_sample(tiny_video, POLICY, sampler)
+    copy = tmp_path / "renamed.mp4"
+    shutil.copy(tiny_video, copy)
+    cache.get_or_sample(copy, POLICY, sampler)
+    assert cache.hits == 1, "a copy of the same video is the same content"
+    cache.get_or_sample(copy, FramePolicy(num_frames=3), sampler)
+    assert cache.misses == 2, "another frame policy is another entry"
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    os.utime(copy, ns=(1, 1))
+    assert cache.content_hash(copy) != cache.content_hash(tiny_video)
+
+
+def test_a_video_over_the_decode_time_budget_is_its_items_error(tiny_video):
+    builder = RequestBuilder("p2r", POLICY, decode_timeout_s=1e-9)
+    ((_, result),) = prefetch_requests([item(0, tiny_video)], builder)
+    assert isinstance(result, MediaError)
+    assert tiny_video.name in str(result) and "time budget" in str(result)

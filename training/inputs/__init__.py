@@ -1,0 +1,1 @@
+"""Training inputs: records to examples, video and image preprocessing, and collation."""

@@ -1,0 +1,1 @@
+"""Watching a training run: checkpoints, training dynamics, and evaluation during training."""
