@@ -17,7 +17,7 @@ done
 import json, sys
 from pathlib import Path
 
-from p2r_eval.cache_root import cache_root
+from p2r_eval.core.cache_root import cache_root
 
 run, dest = Path(sys.argv[1]), Path(sys.argv[2])
 recipe = json.loads((run / "recipe.json").read_text())
