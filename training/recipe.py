@@ -250,7 +250,8 @@ def run_toy_recipe(settings: ToySettings) -> Path:
 def write_toy_leaderboard(output: Path) -> Path:
     """``OUTPUT/leaderboards/toy.md``: the table with CIs, then each RL row paired against
     SFT-only on the same test items."""
-    from p2r_eval.report.leaderboard import compare_runs, render_comparison, write_leaderboards
+    from p2r_eval.report.compare import compare_runs, render_comparison
+    from p2r_eval.report.leaderboard import write_leaderboards
 
     runs = [final_evaluation(output / run) for run in ("sft", *RL_VARIANTS)]
     names = [SFT_ROW, *RL_VARIANTS.values()]

@@ -208,11 +208,11 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
 
     return {
         "make-demo-model": register_make_demo_model,
-        "check-data": registrar("p2r_eval.benchmarks.data_check"),
-        "leaderboard": registrar("p2r_eval.report.leaderboard"),
-        "compare": registrar("p2r_eval.report.leaderboard"),
-        "merge": registrar("p2r_eval.eval.shards"),
-        "probe": registrar("p2r_eval.eval.probe"),
+        "check-data": registrar("p2r_eval.cli.check_data"),
+        "leaderboard": registrar("p2r_eval.cli.leaderboard"),
+        "compare": registrar("p2r_eval.cli.leaderboard"),
+        "merge": registrar("p2r_eval.cli.merge"),
+        "probe": registrar("p2r_eval.cli.probe"),
         "models": registrar("p2r_eval.models.listing"),
         "view": registrar("p2r_eval.report.view.command"),
         "serve": registrar("p2r_eval.models.server"),

@@ -269,7 +269,8 @@ def finish_shard(results: dict[str, Any], output: Path, settings: EvalSettings) 
 def regenerate_leaderboards(output: Path) -> None:
     """Write the paper's main table (and the toy suite's, when the run scored it) with this
     run as a row into OUTPUT/leaderboards."""
-    from p2r_eval.report.leaderboard import read_run, tables_of_run, write_leaderboards
+    from p2r_eval.report.leaderboard import write_leaderboards
+    from p2r_eval.report.measured import read_run, tables_of_run
 
     for table in tables_of_run(read_run(output)):
         for path in write_leaderboards([output], output / "leaderboards", table):

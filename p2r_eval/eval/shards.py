@@ -12,10 +12,8 @@ Under ``accelerate launch`` (or torchrun), ``--shard auto`` takes the shard from
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -144,33 +142,3 @@ def write_samples_in_order(
 ) -> None:
     """Replace ``samples/<task>.jsonl`` (atomically) with one line per item, in item order."""
     store.replace_samples(task, (samples[item.id] for item in items if item.id in samples))
-
-
-def add_subcommands(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "merge",
-        help="merge the shards of a data-parallel run",
-        description="Merge OUTPUT/shards/<i>-of-<n> into OUTPUT (samples in item order and "
-                    "results.json), once every shard has finished. Runs automatically when "
-                    "the last shard finishes; use this after a shard was re-run by hand.",
-    )
-    parser.add_argument("output", type=Path)
-    parser.set_defaults(func=_merge_command)
-
-
-def _merge_command(args: argparse.Namespace) -> int:
-    counts = sorted({int(p.name.split("-of-")[1]) for p in (args.output / "shards").glob("*-of-*")})
-    if len(counts) != 1:
-        print(f"p2r-eval merge: expected shards of one size under {args.output / 'shards'}",
-              file=sys.stderr)
-        return 2
-    try:
-        merged = merge_shards(args.output, counts[0])
-    except RunStoreError as error:
-        print(f"p2r-eval merge: {error}", file=sys.stderr)
-        return 2
-    if merged is None:
-        print(f"p2r-eval merge: not every shard of {args.output} has finished yet")
-        return 1
-    print(f"merged {counts[0]} shards into {args.output / 'results.json'}")
-    return 0

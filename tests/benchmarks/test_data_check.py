@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from p2r_eval.benchmarks.data_check import add_subcommands, check_data, media_problem, render_report
+from p2r_eval.benchmarks.data_check import check_data, media_problem, render_report
+from p2r_eval.cli.check_data import add_subcommands
 from p2r_eval.media import synthetic_media
 
 

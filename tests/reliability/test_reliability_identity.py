@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.benchmarks.registry import load_task, paper_task_names
 from p2r_eval.cli.main import main
 from p2r_eval.eval.loop import EvalSettings, run_evaluation
 from p2r_eval.eval.runstore import RunStore, RunStoreError
@@ -147,13 +147,15 @@ def test_compare_names_different_data_among_the_differences(tmp_path, capsys):
 # -- 3. demo-suite rows and partial tasks are marked everywhere ---------------------------------
 def demo_replay(path: Path) -> Path:
     lines = [json.dumps({"task": name, "id": item.id, "output": "<answer>A</answer>"})
-             for name in TASK_NAMES for item in load_task(name).items]
+             for name in paper_task_names() for item in load_task(name).items]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def test_demo_suite_rows_and_partial_tasks_are_never_shown_as_paper_rows(tmp_path, capsys):
-    from p2r_eval.report.leaderboard import load_table, measured_bar_series, measured_rows
+    from p2r_eval.report.leaderboard import measured_bar_series
+    from p2r_eval.report.measured import measured_rows
+    from p2r_eval.report.tables import load_table
 
     output = tmp_path / "demo"
     assert main(replay_args(demo_replay(tmp_path / "all.jsonl"), output, "--tasks", "all")) == 0

@@ -11,21 +11,21 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from p2r_eval.benchmarks.protocols import AGGREGATIONS
+from p2r_eval.benchmarks import vsibench
 from p2r_eval.core.stats import bootstrap_ci
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.media.input_policies import named_frame_policy
-from p2r_eval.report import leaderboard
-from p2r_eval.report.leaderboard import (
+from p2r_eval.cli import leaderboard as leaderboard_cli
+from p2r_eval.core.untrusted import escape_markdown
+from p2r_eval.report.leaderboard import write_leaderboards
+from p2r_eval.report.markdown import render_markdown
+from p2r_eval.report.measured import measured_row_from_run
+from p2r_eval.report.tables import (
     LeaderboardError,
     column_marks,
-    escape_markdown,
     format_delta,
     load_table,
-    measured_row_from_run,
-    render_markdown,
     round_one_decimal,
-    write_leaderboards,
 )
 from p2r_eval.report.plots import plot_probe
 
@@ -127,7 +127,7 @@ def write_run(
         for record in records:
             store.append_sample(task, {"prompt_hash": "abc", "output": "", **record})
         scored = [r for r in records if r["score"] is not None]
-        aggregate = AGGREGATIONS["vsibench_video_r1"].statistic if task == "vsibench" else None
+        aggregate = vsibench.VIDEO_R1_AGGREGATION.statistic if task == "vsibench" else None
         if scores and task in scores:
             score = scores[task]
         elif aggregate:
@@ -395,7 +395,7 @@ def test_the_ci_of_a_measured_row_is_computed_from_its_samples(tmp_path):
     mv_scored = [s for s in samples["mvbench"] if s["score"] is not None]
     direct = bootstrap_ci(mv_scored, n_resamples=500, seed=4)
     assert row.intervals["mvbench"] == direct
-    vsi_score = AGGREGATIONS["vsibench_video_r1"].statistic
+    vsi_score = vsibench.VIDEO_R1_AGGREGATION.statistic
     vsi = bootstrap_ci(samples["vsibench"], vsi_score, n_resamples=500, seed=4)
     assert row.intervals["vsibench"] == vsi
     rendered = render_markdown(load_table("main"), [row])
@@ -412,7 +412,7 @@ def test_an_official_vsibench_run_gets_the_ci_of_the_authors_aggregate(tmp_path)
     records = [{"id": f"v{i}", "score": float(rng.random() < 0.3 + 0.2 * (i % 4)),
                 "answer_type": "multiple choice", "meta": {"question_type": types[i % 4]}}
                for i in range(80)]
-    official = AGGREGATIONS["vsibench_official"].statistic
+    official = vsibench.OFFICIAL_AGGREGATION.statistic
     run = write_run(tmp_path / "run", {"vsibench": records},
                     settings={"protocol": "official"}, scores={"vsibench": 100 * official(records)})
     row = measured_row_from_run(run, n_resamples=300, seed=1)
@@ -487,7 +487,7 @@ def test_more_names_than_runs_is_an_error(tmp_path):
 
 def cli() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2r-eval")
-    leaderboard.add_subcommands(parser.add_subparsers(dest="command", required=True))
+    leaderboard_cli.add_subcommands(parser.add_subparsers(dest="command", required=True))
     return parser
 
 

@@ -60,7 +60,7 @@ def site_folder(args: argparse.Namespace) -> Path:
 
 def run_view_command(args: argparse.Namespace) -> int:
     from p2r_eval.eval.runstore import RunStoreError
-    from p2r_eval.report.leaderboard import LeaderboardError
+    from p2r_eval.report.tables import LeaderboardError
     from p2r_eval.report.view.frames import ThumbnailMaker
     from p2r_eval.report.view.runs import read_run_view
     from p2r_eval.report.view.site import SiteWriter, build_site, write_card

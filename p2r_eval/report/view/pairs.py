@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from p2r_eval.core.stats import PairedTest
-from p2r_eval.report.leaderboard import LeaderboardError, compare_runs
+from p2r_eval.report.compare import compare_runs
+from p2r_eval.report.tables import LeaderboardError
 from p2r_eval.report.view.runs import RunView, TaskView
 from p2r_eval.report.view.samples import CORRECT, WRONG, SampleView
 

@@ -15,7 +15,7 @@ from p2r_eval.core.items import Item
 from p2r_eval.core.stats import ConfidenceInterval
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.media.video import FramePolicy
-from p2r_eval.report.leaderboard import MeasuredRow, measured_row_from_run, read_run
+from p2r_eval.report.measured import MeasuredRow, measured_row_from_run, read_run
 from p2r_eval.report.view.samples import FAILURE_KINDS, STATUSES, SampleView, build_sample_view
 
 

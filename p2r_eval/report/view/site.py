@@ -30,7 +30,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from p2r_eval.core.untrusted import visible_controls
-from p2r_eval.report.leaderboard import LeaderboardError, load_table
+from p2r_eval.report.tables import LeaderboardError, load_table
 from p2r_eval.report.view.frames import FrameStrip, ThumbnailMaker
 from p2r_eval.report.view.pairs import RunComparison, compare_run_views
 from p2r_eval.report.view.runs import RunView, TaskView, read_run_view
