@@ -2,7 +2,7 @@
 PYTHON_ENV := .venv
 BIN := $(PYTHON_ENV)/bin
 
-.PHONY: setup setup-lmms setup-browser test-fast demo toy test lint lock
+.PHONY: setup setup-lmms setup-browser test-fast demo toy test lint typecheck lock
 
 setup:
 	bash scripts/setup_env.sh
@@ -31,8 +31,12 @@ test: setup setup-lmms setup-browser
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: setup
-	$(BIN)/ruff check p2r_eval training tests perf env
+lint: setup typecheck
+	$(BIN)/ruff check p2r_eval training tests perf env scripts
+
+# mypy on p2r_eval and training ([tool.mypy] in pyproject.toml).
+typecheck: setup
+	$(BIN)/python scripts/typecheck.py
 
 # Refresh requirements/*.lock after changing dependencies (scripts/lock.sh says how).
 lock: setup
