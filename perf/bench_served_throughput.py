@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.benchmarks.registry import load_task, paper_task_names
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import resolve_model
@@ -47,7 +47,7 @@ MAX_PIXELS = 256 * 28 * 28
 def video_requests(count: int, frames: int) -> list[Request]:
     """The first ``count`` video items of the demo suite as requests."""
     builder = RequestBuilder("p2r", FramePolicy(num_frames=frames, max_pixels=MAX_PIXELS))
-    items = [item for name in TASK_NAMES for item in load_task(name, None).items
+    items = [item for name in paper_task_names() for item in load_task(name, None).items
              if item.media_type == "video"]
     if len(items) < count:
         raise SystemExit(f"the demo suite has {len(items)} video items; ask for fewer")

@@ -1,9 +1,16 @@
-"""The seven benchmarks: their definitions (``tasks/<name>.yaml``) and loading them into items.
+"""The benchmarks: discovered from their YAML files, and loaded into items.
 
-A task YAML holds the facts: where the data comes from in each format, how a record maps to
-an item (:mod:`p2r_eval.benchmarks.formats.mapping`), the categories of its breakdown and the names
-of
-its scoring rule and aggregation per protocol (:mod:`p2r_eval.benchmarks.protocols`).
+A task YAML (``tasks/<name>.yaml``) holds the facts: where the data comes from in each format,
+how a record maps to an item (:mod:`p2r_eval.benchmarks.formats.mapping`), the categories of
+its breakdown, and ``paper_column`` for the paper's seven (their order in its tables, and what
+``--tasks all`` means). Its ``module`` names the code the benchmark needs, if any: a module
+name (``p2r_eval.benchmarks.vsibench``) or a ``.py`` file beside the YAML, defining
+``BENCHMARK`` (:class:`~p2r_eval.benchmarks.benchmark.Benchmark`: scoring per protocol, record
+transforms). Without one, Video-R1's rules and the plain mean score it under both protocols.
+
+Tasks are every YAML with ``sources`` in ``tasks/`` and in the folders of ``P2R_TASK_PATH``
+(separated by ``os.pathsep``; ``p2r-eval --task-dir DIR`` adds one), so a benchmark can be
+added without editing p2r (docs/contributing.md). A name defined twice is an error.
 
 :func:`load_task` looks under the data root, in order, for Video-R1's file
 (``DIR/eval_<name>.json``), then for the authors' release (``DIR/<folder>/``, the patterns in
@@ -14,45 +21,49 @@ it loads the demo suite.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import p2r_tasks
 import yaml
 
+from p2r_eval.benchmarks.benchmark import VIDEO_R1_RULES, Benchmark
 from p2r_eval.benchmarks.formats.errors import AnnotationError, DataNotFoundError
 from p2r_eval.benchmarks.formats.mapping import MediaBase, build_items, check_mapping
 from p2r_eval.benchmarks.formats.records import AnnotationSource, read_annotation_file, read_hub
+from p2r_eval.benchmarks.formats.transforms import TRANSFORMS
 from p2r_eval.core.hub import HubUnreachableError, check_hub_reachable
 from p2r_eval.core.items import Item
 
 __all__ = [
     "FORMATS",
-    "TASK_NAMES",
+    "TASK_PATH_VARIABLE",
     "AnnotationError",
     "DataNotFoundError",
-    "EXTRA_TASK_NAMES",
     "LoadedTask",
     "SourceSpec",
     "TaskSpec",
+    "add_task_folder",
     "demo_data_root",
+    "known_task_names",
     "load_task",
+    "paper_task_names",
     "resolve_task_names",
     "task_spec",
 ]
 
-TASK_NAMES: tuple[str, ...] = (
-    "vsibench", "videommmu", "mmvu", "vcrbench", "mvbench", "tempcompass", "videomme",
-)
-"""The paper's seven benchmarks, in table order: what ``--tasks all`` means."""
-EXTRA_TASK_NAMES: tuple[str, ...] = ("toy",)
-"""Tasks outside the paper's tables: ``toy``, the synthetic suite
-(:mod:`p2r_eval.benchmarks.toy_suite`)."""
 FORMATS = ("video-r1", "official")
 TASKS_DIR = Path(p2r_tasks.__file__).resolve().parent
+TASK_PATH_VARIABLE = "P2R_TASK_PATH"
 HUB_SWITCH = "P2R_HUB"
 
 
@@ -79,11 +90,16 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """A benchmark: the facts of its YAML and the code of its module (``benchmark``);
+    ``transforms``: every record transform its mapping may name."""
+
     name: str
     title: str
     sources: dict[str, SourceSpec]
     breakdown: tuple[str, ...]
-    scoring: dict[str, dict[str, str]]
+    benchmark: Benchmark
+    transforms: Mapping[str, Callable[..., Any]]
+    paper_column: int | None = None
     description: str = ""
     prompt: str = ""
     yaml_path: Path | None = None
@@ -105,12 +121,64 @@ class LoadedTask:
     media_root: Path
 
 
+def task_folders() -> tuple[Path, ...]:
+    """``tasks/``, then the folders of ``P2R_TASK_PATH`` in order."""
+    extra = os.environ.get(TASK_PATH_VARIABLE, "")
+    return (TASKS_DIR, *(Path(part).expanduser().resolve()
+                         for part in extra.split(os.pathsep) if part.strip()))
+
+
+def add_task_folder(folder: Path) -> None:
+    """Look for tasks in ``folder`` too, in this process and the processes it starts."""
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise ValueError(f"task folder {folder} is not a folder")
+    current = os.environ.get(TASK_PATH_VARIABLE)
+    os.environ[TASK_PATH_VARIABLE] = os.pathsep.join(filter(None, (current, str(folder))))
+
+
+@cache
+def _discovered(folders: tuple[Path, ...]) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Every task YAML (one with ``sources``) in ``folders``: name -> (path, parsed YAML)."""
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"{TASK_PATH_VARIABLE}: {folder} is not a folder")
+        for path in sorted(folder.glob("*.yaml")):
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "sources" not in data:
+                continue
+            if data.get("name") != path.stem:
+                raise ValueError(f"{path}: name is {data.get('name')!r}, expected {path.stem!r}")
+            if path.stem in found:
+                raise ValueError(f"task {path.stem!r} is defined twice: {found[path.stem][0]} "
+                                 f"and {path}")
+            found[path.stem] = (path, data)
+    return found
+
+
+def paper_task_names() -> tuple[str, ...]:
+    """The paper's benchmarks (the YAMLs with a ``paper_column``) in table order: what
+    ``--tasks all`` means."""
+    columns = {name: data["paper_column"] for name, (_, data)
+               in _discovered(task_folders()).items() if data.get("paper_column") is not None}
+    return tuple(sorted(columns, key=columns.__getitem__))
+
+
+def known_task_names() -> tuple[str, ...]:
+    """Every task: the paper's in table order, then the others by name."""
+    paper = paper_task_names()
+    others = sorted(name for name in _discovered(task_folders()) if name not in paper)
+    return (*paper, *others)
+
+
 def resolve_task_names(spec: str) -> list[str]:
-    """A comma list of task names to task names (``all``: the seven benchmarks in table
+    """A comma list of task names to task names (``all``: the paper's benchmarks in table
     order, e.g. ``all,toy``); an unknown name raises."""
     parts = [part.strip() for part in spec.split(",") if part.strip()]
-    names = [name for part in parts for name in (TASK_NAMES if part == "all" else (part,))]
-    known = TASK_NAMES + EXTRA_TASK_NAMES
+    paper = paper_task_names()
+    names = [name for part in parts for name in (paper if part == "all" else (part,))]
+    known = known_task_names()
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise ValueError(f"unknown task(s) {', '.join(unknown) or repr(spec)}; valid: all, "
@@ -118,36 +186,75 @@ def resolve_task_names(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@cache
 def task_spec(name: str) -> TaskSpec:
-    """The parsed and checked ``tasks/<name>.yaml``."""
-    if name not in TASK_NAMES + EXTRA_TASK_NAMES:
+    """The parsed and checked YAML of task ``name``, with its module's code."""
+    return _task_spec(name, task_folders())
+
+
+@cache
+def _task_spec(name: str, folders: tuple[Path, ...]) -> TaskSpec:
+    discovered = _discovered(folders)
+    if name not in discovered:
         resolve_task_names(name)
-    path = TASKS_DIR / f"{name}.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if data.get("name") != name:
-        raise ValueError(f"{path}: name is {data.get('name')!r}, expected {name!r}")
-    sources = {fmt: _source_spec(fmt, raw, f"{path}: sources.{fmt}")
+    path, data = discovered[name]
+    benchmark = _benchmark_of(data.get("module"), path)
+    transforms = _transforms(TRANSFORMS, benchmark, path)
+    sources = {fmt: _source_spec(fmt, raw, f"{path}: sources.{fmt}", transforms)
                for fmt, raw in data["sources"].items()}
-    for protocol, rules in data["scoring"].items():
-        if set(rules) != {"item", "aggregate"}:
-            raise ValueError(f"{path}: scoring.{protocol} needs exactly 'item' and 'aggregate'")
     return TaskSpec(
         name=name,
         title=data["title"],
         sources=sources,
         breakdown=tuple(data.get("breakdown", ())),
-        scoring=data["scoring"],
+        benchmark=benchmark,
+        transforms=transforms,
+        paper_column=data.get("paper_column"),
         description=data.get("description", ""),
         prompt=data.get("prompt", ""),
         yaml_path=path,
     )
 
 
-def _source_spec(fmt: str, raw: dict[str, Any], where: str) -> SourceSpec:
+def _benchmark_of(module: str | None, yaml_path: Path) -> Benchmark:
+    """``BENCHMARK`` of the module a YAML names (:data:`VIDEO_R1_RULES` when none)."""
+    if module is None:
+        return VIDEO_R1_RULES
+    loaded = _module_file(yaml_path.parent / module) if module.endswith(".py") else \
+        importlib.import_module(module)
+    benchmark = getattr(loaded, "BENCHMARK", None)
+    if not isinstance(benchmark, Benchmark):
+        raise ValueError(f"{yaml_path}: module {module} defines no BENCHMARK (a "
+                         f"p2r_eval.benchmarks.benchmark.Benchmark)")
+    return benchmark
+
+
+def _module_file(path: Path) -> ModuleType:
+    """Import a benchmark's ``.py`` file from a task folder (once per process)."""
+    name = f"p2r_task_{path.stem}_{zlib.crc32(str(path.resolve()).encode()):08x}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ValueError(f"benchmark module {path} not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _transforms(shared: Mapping[str, Callable[..., Any]], benchmark: Benchmark,
+                yaml_path: Path) -> dict[str, Callable[..., Any]]:
+    clash = sorted(set(shared) & set(benchmark.transforms))
+    if clash:
+        raise ValueError(f"{yaml_path}: the module's transforms {clash} shadow shared ones")
+    return {**shared, **benchmark.transforms}
+
+
+def _source_spec(fmt: str, raw: dict[str, Any], where: str,
+                 transforms: Mapping[str, Callable[..., Any]]) -> SourceSpec:
     if fmt not in FORMATS:
         raise ValueError(f"{where}: unknown format; expected one of {FORMATS}")
-    check_mapping(raw["record"], where)
+    check_mapping(raw["record"], where, transforms)
     if fmt == "video-r1" and "file" not in raw:
         raise ValueError(f"{where}: needs 'file'")
     if fmt == "official" and not ("folder" in raw and raw.get("annotations")):
@@ -241,7 +348,8 @@ def local_annotations(source: SourceSpec, root: Path
 def _loaded(spec: TaskSpec, source: SourceSpec, root: Path, media_folder: Path,
             annotations: list[AnnotationSource]) -> LoadedTask:
     records = [record for annotation in annotations for record in annotation.records]
-    items = build_items(spec.name, records, source.record, MediaBase(media_folder, root))
+    items = build_items(spec.name, records, source.record, MediaBase(media_folder, root),
+                        spec.transforms)
     return LoadedTask(
         name=spec.name,
         items=items,

@@ -92,9 +92,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     model.add_argument("--batch-size", type=int, default=1, help="items per generate call")
     data = parser.add_argument_group("data")
-    data.add_argument("--tasks", default="all", help="'all' or a comma list of "
-                      "vsibench,videommmu,mmvu,vcrbench,mvbench,tempcompass,videomme and toy "
-                      "(the synthetic suite, not in 'all'; e.g. all,toy)")
+    data.add_argument("--tasks", default="all", help="'all' (the paper's seven: vsibench,"
+                      "videommmu,mmvu,vcrbench,mvbench,tempcompass,videomme) or a comma list of "
+                      "tasks, e.g. all,toy (toy: the synthetic suite) or tasks of --task-dir")
+    data.add_argument("--task-dir", type=existing_folder, action="append", default=[],
+                      metavar="DIR",
+                      help="a folder of task YAMLs (with their .py modules) to use besides "
+                           "tasks/; repeatable; also P2R_TASK_PATH (docs/contributing.md)")
     data.add_argument("--data-root", type=Path, default=None,
                       help="folder with the benchmarks (docs/benchmarks.md); default: demo suite")
     data.add_argument("--limit", type=positive_int, default=None, metavar="N",
@@ -199,6 +203,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def existing_folder(text: str) -> Path:
+    """An argparse type: a folder that exists."""
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return path
+
+
 def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
     """Subcommand name → the module function that registers it (imported on demand)."""
     def registrar(module: str) -> SubcommandRegistrar:
@@ -276,7 +288,11 @@ def run_command(argv: list[str]) -> int:
     if argv and argv[0] in subcommand_registrars():
         return run_subcommand(argv)
     args = build_eval_parser().parse_args(argv)
+    from p2r_eval.benchmarks.registry import add_task_folder
     from p2r_eval.eval.command import run_eval_command
+
+    for folder in args.task_dir:
+        add_task_folder(folder)
 
     return run_eval_command(args)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.benchmarks.protocols import aggregate_task, check_protocol, score_item
-from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.benchmarks.registry import known_task_names, load_task
 from p2r_eval.core.items import Item, item_from_row, item_to_row
 from p2r_eval.core.prompts import STYLE_TEMPLATES, build_prompt
 
@@ -48,8 +48,9 @@ class TaskOptions:
     def from_metadata(cls, metadata: dict[str, Any] | None) -> TaskOptions:
         metadata = metadata or {}
         task = metadata.get("p2r_task")
-        if task not in TASK_NAMES:
-            raise ValueError(f"task metadata needs p2r_task, one of {', '.join(TASK_NAMES)}; "
+        if task not in known_task_names():
+            raise ValueError(f"task metadata needs p2r_task, one of "
+                             f"{', '.join(known_task_names())}; "
                              f"got {task!r}")
         style = metadata.get("prompt_style", cls.prompt_style)
         if style not in STYLE_TEMPLATES:  # the probe's text-only style needs observations

@@ -1,10 +1,11 @@
-"""The benchmark authors' item rules (p2r_eval.benchmarks.official_scoring), quirks included."""
+"""The benchmark authors' item rules (in each benchmark's module,
+``p2r_eval.benchmarks.<name>``), quirks included."""
 
 from __future__ import annotations
 
 import pytest
 
-from p2r_eval.benchmarks import official_scoring as official
+from p2r_eval.benchmarks import mvbench, tempcompass, vcrbench, videomme, videommmu, vsibench
 
 # -- VSI-Bench ----------------------------------------------------------------------------
 
@@ -15,7 +16,7 @@ from p2r_eval.benchmarks import official_scoring as official
      ("(B)", 0.0), ("The answer is B", 0.0), (" B", 0.0), ("A", 0.0), ("", 0.0)],
 )
 def test_vsibench_choice_is_the_first_token_ignoring_case(prediction: str, score: float) -> None:
-    assert official.vsibench_choice_score(prediction, "B") == score
+    assert vsibench.choice_score(prediction, "B") == score
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ def test_vsibench_choice_is_the_first_token_ignoring_case(prediction: str, score
 )
 def test_vsibench_number_is_inclusive_mra_on_the_first_token(prediction: str, truth: str,
                                                                score: float) -> None:
-    assert official.vsibench_number_score(prediction, truth) == pytest.approx(score)
+    assert vsibench.number_score(prediction, truth) == pytest.approx(score)
 
 
 # -- VideoMMMU ------------------------------------------------------------------------------
@@ -56,11 +57,11 @@ OPTIONS = ("A. aldose", "B. ketose", "C. glucose", "D. fructose")
      ("", "API Error")],
 )
 def test_mmmu_choice_parser(prediction: str, letter: str) -> None:
-    assert official.mmmu_choice(prediction, OPTIONS) == letter
+    assert videommmu.mmmu_choice(prediction, OPTIONS) == letter
 
 
 def test_mmmu_choice_only_considers_letters_of_existing_options() -> None:
-    assert official.mmmu_choice("E.", OPTIONS) == "No Answer Found."
+    assert videommmu.mmmu_choice("E.", OPTIONS) == "No Answer Found."
 
 
 @pytest.mark.parametrize(
@@ -75,19 +76,19 @@ def test_mmmu_choice_only_considers_letters_of_existing_options() -> None:
      ("", "5", False)],
 )
 def test_mmmu_open_parser(prediction: str, truth: str, correct: bool) -> None:
-    parsed = official.mmmu_open_predictions(prediction)
-    assert official.mmmu_open_correct(truth, parsed) is correct
+    parsed = videommmu.mmmu_open_predictions(prediction)
+    assert videommmu.mmmu_open_correct(truth, parsed) is correct
 
 
 def test_mmmu_open_text_answer_must_appear_inside_a_key_phrase() -> None:
-    parsed = official.mmmu_open_predictions("The process shown is embryo transfer")
-    assert official.mmmu_open_correct("Embryo transfer", parsed)
-    assert official.mmmu_normalize("C") == [" c", "c "]   # single letters padded
+    parsed = videommmu.mmmu_open_predictions("The process shown is embryo transfer")
+    assert videommmu.mmmu_open_correct("Embryo transfer", parsed)
+    assert videommmu.mmmu_normalize("C") == [" c", "c "]   # single letters padded
 
 
 def test_mmmu_open_parser_splits_lines_only() -> None:
     """Lower-casing happens before the sentence split, so '. X' never splits; lines do."""
-    parsed = official.mmmu_open_predictions("The value is 3. Then it is 5")
+    parsed = videommmu.mmmu_open_predictions("The value is 3. Then it is 5")
     assert "5" not in [str(p) for p in parsed if isinstance(p, str)]
     assert 5.0 in parsed and 3.0 not in parsed
 
@@ -109,7 +110,7 @@ def test_mmmu_open_parser_splits_lines_only() -> None:
      ("", "")],
 )
 def test_videomme_letter(prediction: str, letter: str) -> None:
-    assert official.videomme_letter(prediction) == letter
+    assert videomme.letter(prediction) == letter
 
 
 # -- TempCompass ----------------------------------------------------------------------------
@@ -124,7 +125,7 @@ ANSWER = "A. dunking a basketball"
      ("a", None), ("(A)", None), ("E", None), ("dunking a basketball", None), ("", None)],
 )
 def test_tempcompass_choice(prediction: str, score: float | None) -> None:
-    assert official.tempcompass_choice(prediction, ANSWER) == score
+    assert tempcompass.choice_match(prediction, ANSWER) == score
 
 
 # -- MVBench --------------------------------------------------------------------------------
@@ -138,29 +139,29 @@ def test_tempcompass_choice(prediction: str, score: float | None) -> None:
      ("", True)],                           # "" is a substring of "(a)": the authors' quirk
 )
 def test_mvbench_check(prediction: str, correct: bool) -> None:
-    reference = official.mvbench_reference("A", "Piling something up")
+    reference = mvbench.reference("A", "Piling something up")
     assert reference == "(A) Piling something up"
-    assert official.mvbench_check(prediction, reference) is correct
+    assert mvbench.check_answer(prediction, reference) is correct
 
 
 # -- VCR-Bench ------------------------------------------------------------------------------
 
 
 def test_vcr_parsers() -> None:
-    assert official.vcr_time_interval("[12.5, 20]") == (12.5, 20.0)
-    assert official.vcr_time_interval("[1, 2, 3]") is None
-    assert official.vcr_time_interval("Kitchen") is None
-    assert official.vcr_box("[10, 20, 30, 40]") == (10, 20, 30, 40)
-    assert official.vcr_box("[10.5, 20, 30, 40]") is None
-    assert official.vcr_box("[10, 20, 30]") is None
+    assert vcrbench.time_interval("[12.5, 20]") == (12.5, 20.0)
+    assert vcrbench.time_interval("[1, 2, 3]") is None
+    assert vcrbench.time_interval("Kitchen") is None
+    assert vcrbench.box("[10, 20, 30, 40]") == (10, 20, 30, 40)
+    assert vcrbench.box("[10.5, 20, 30, 40]") is None
+    assert vcrbench.box("[10, 20, 30]") is None
 
 
 def test_vcr_ious() -> None:
-    assert official.temporal_iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
-    assert official.temporal_iou((0, 10), (20, 30)) == 0.0
-    assert official.temporal_iou((3, 3), (3, 3)) == 0.0          # empty union
-    assert official.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
-    assert official.box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert vcrbench.temporal_iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert vcrbench.temporal_iou((0, 10), (20, 30)) == 0.0
+    assert vcrbench.temporal_iou((3, 3), (3, 3)) == 0.0          # empty union
+    assert vcrbench.box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert vcrbench.box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -173,4 +174,4 @@ def test_vcr_ious() -> None:
      ("Kitchen", "Kitchen", None)],
 )
 def test_vcr_geometric_score(prediction: str, truth: str, score: float | None) -> None:
-    assert official.vcr_geometric_score(prediction, truth) == score
+    assert vcrbench.geometric_score(prediction, truth) == score

@@ -17,7 +17,7 @@ from p2r_eval.benchmarks.protocols import (
     aggregation_for,
     score_item,
 )
-from p2r_eval.benchmarks.registry import TASK_NAMES, task_spec
+from p2r_eval.benchmarks.registry import known_task_names, task_spec
 from p2r_eval.core.items import Item
 from p2r_eval.core.retry import RetryPolicy
 from p2r_eval.eval.loop import sample_record
@@ -57,13 +57,13 @@ class RecordingJudge:
         return Verdict(self.verdict)
 
 
-def test_every_yaml_names_known_rules() -> None:
-    from p2r_eval.benchmarks.protocols import AGGREGATIONS, ITEM_RULES
-
-    for name in TASK_NAMES:
-        for protocol in PROTOCOLS:
-            rules = task_spec(name).scoring[protocol]
-            assert rules["item"] in ITEM_RULES and rules["aggregate"] in AGGREGATIONS
+def test_each_paper_benchmark_scores_with_its_own_module_under_both_protocols() -> None:
+    for name in known_task_names():
+        scoring = task_spec(name).benchmark.scoring
+        assert set(scoring) == set(PROTOCOLS)
+        module = scoring["official"].item_rule.__module__
+        expected = "benchmark" if name == "toy" else name
+        assert module == f"p2r_eval.benchmarks.{expected}", (name, module)
 
 
 def test_unknown_protocol_is_refused() -> None:

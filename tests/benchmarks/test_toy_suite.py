@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from p2r_train.cot.annotate import main as annotate_main
 
-from p2r_eval.benchmarks.registry import TASK_NAMES, load_task, resolve_task_names
+from p2r_eval.benchmarks.registry import load_task, paper_task_names, resolve_task_names
 from p2r_eval.benchmarks.toy_suite import (
     FLAWS,
     flaw_of,
@@ -123,8 +123,8 @@ def test_the_task_loads_and_rule_targets_score_full_marks(suite: Path) -> None:
 
 
 def test_toy_is_named_on_its_own_and_all_stays_the_papers_seven() -> None:
-    assert resolve_task_names("all") == list(TASK_NAMES)
-    assert resolve_task_names("all,toy") == [*TASK_NAMES, "toy"]
+    assert resolve_task_names("all") == list(paper_task_names())
+    assert resolve_task_names("all,toy") == [*paper_task_names(), "toy"]
     assert resolve_task_names("toy") == ["toy"]
 
 

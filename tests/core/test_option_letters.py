@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from p2r_eval.benchmarks.formats.errors import RecordError
-from p2r_eval.benchmarks.formats.transforms import leading_letter
+from p2r_eval.benchmarks.tempcompass import leading_letter
 from p2r_eval.core.items import option_text, split_option
 from p2r_eval.judge.prompts import resolve_correct_answer
 from p2r_eval.report.analysis import answer_letter, option_letters

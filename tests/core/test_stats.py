@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2r_eval.benchmarks.protocols import AGGREGATIONS
+from p2r_eval.benchmarks import vsibench
 from p2r_eval.core.stats import (
     GroupMeanAggregate,
     bootstrap_ci,
@@ -15,8 +15,8 @@ from p2r_eval.core.stats import (
     paired_bootstrap_test,
 )
 
-vsi_video_r1_score = AGGREGATIONS["vsibench_video_r1"].statistic
-vsi_official_score = AGGREGATIONS["vsibench_official"].statistic
+vsi_video_r1_score = vsibench.VIDEO_R1_AGGREGATION.statistic
+vsi_official_score = vsibench.OFFICIAL_AGGREGATION.statistic
 
 
 def samples_from(scores, prefix="q", answer_type="multiple choice"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from killing import run_and_kill
 
-from p2r_eval.benchmarks.registry import TASK_NAMES
+from p2r_eval.benchmarks.registry import paper_task_names
 from p2r_eval.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def uninterrupted_run(tmp_path_factory) -> Path:
 
 def test_demo_run_writes_results_for_every_task(uninterrupted_run):
     results = json.loads((uninterrupted_run / "results.json").read_text())
-    assert set(results["tasks"]) == set(TASK_NAMES)
+    assert set(results["tasks"]) == set(paper_task_names())
     for name, entry in results["tasks"].items():
         assert entry["n"] > 0 and entry["complete"], name
         lines = (uninterrupted_run / "samples" / f"{name}.jsonl").read_text().splitlines()
@@ -99,7 +99,7 @@ def test_replay_rescores_stored_outputs_without_video(uninterrupted_run, tmp_pat
                  "--output", str(output)]) == 0
     replayed = json.loads((output / "results.json").read_text())
     full = json.loads((uninterrupted_run / "results.json").read_text())
-    for name in TASK_NAMES:
+    for name in paper_task_names():
         assert replayed["tasks"][name]["score"] == full["tasks"][name]["score"]
         assert replayed["tasks"][name]["breakdown"] == full["tasks"][name]["breakdown"]
 

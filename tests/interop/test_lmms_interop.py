@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.benchmarks.registry import load_task, paper_task_names
 from p2r_eval.core.items import item_from_row
 from p2r_eval.core.prompts import build_prompt
 from p2r_eval.interop.lmms_docs import (
@@ -30,6 +30,7 @@ from p2r_eval.interop.lmms_docs import (
 
 REPO = Path(__file__).resolve().parents[2]
 LMMS_TASKS = REPO / "lmms_tasks"
+PAPER_TASKS = paper_task_names()
 LMMS_BIN = REPO / ".venv-lmms" / "bin"
 DEMO_SETTINGS = {"frames": "4", "max_new_tokens": "12"}
 needs_lmms = pytest.mark.skipif(
@@ -92,7 +93,7 @@ def same_score(lmms_value: float, p2r_value: float | None) -> bool:
 # -- documents and task files (no lmms-eval needed) ------------------------------------------
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+@pytest.mark.parametrize("name", PAPER_TASKS)
 def test_documents_round_trip_to_p2r_items_and_prompts(name):
     options = TaskOptions(task=name, prompt_style="r1", protocol="official")
     for item in load_task(name).items:
@@ -126,12 +127,12 @@ def lenient_yaml(path: Path) -> dict[str, Any]:
 
 def test_one_lmms_task_per_benchmark_and_a_group_of_all():
     configs = [lenient_yaml(path) for path in sorted(LMMS_TASKS.glob("p2r_*.yaml"))]
-    assert sorted(config["metadata"]["p2r_task"] for config in configs) == sorted(TASK_NAMES)
+    assert sorted(config["metadata"]["p2r_task"] for config in configs) == sorted(PAPER_TASKS)
     for config in configs:
         assert config["task"] == f"p2r_{config['metadata']['p2r_task']}"
         assert (LMMS_TASKS / config["include"]).is_file()
     group = lenient_yaml(LMMS_TASKS / "p2r.yaml")
-    assert group["task"] == [f"p2r_{name}" for name in TASK_NAMES]
+    assert group["task"] == [f"p2r_{name}" for name in PAPER_TASKS]
 
 
 # -- lmms-eval runs ----------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def write_replay_file(path: Path) -> Path:
     """Stored outputs for every demo item: right for every other item, wrong for the rest,
     so that each task score (and VSI-Bench's two-part aggregation) is neither 0 nor 100."""
     with path.open("w") as stream:
-        for name in TASK_NAMES:
+        for name in PAPER_TASKS:
             for index, item in enumerate(load_task(name).items):
                 answer = item.answer if index % 2 == 0 else "Z"
                 output = f"<think>looking</think><answer>{answer}</answer>"
@@ -177,7 +178,7 @@ def test_every_benchmark_scored_and_aggregated_as_p2r_eval_does(tmp_path):
     replay = write_replay_file(tmp_path / "outputs.jsonl")
     lmms = run_lmms_eval("p2r", f"pretrained=replay:{replay}", tmp_path / "lmms")
     p2r = run_p2r_eval(tmp_path / "p2r", "--model", f"replay:{replay}", "--tasks", "all")
-    for name in TASK_NAMES:
+    for name in PAPER_TASKS:
         ours, theirs = p2r_samples(tmp_path / "p2r", name), lmms_samples(tmp_path / "lmms", name)
         assert [(s["p2r_score"]["id"], s["p2r_score"]["item_score"]) for s in theirs] \
             == [(s["id"], s["score"]) for s in ours], name

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2r_eval.benchmarks.registry import TASK_NAMES
+from p2r_eval.benchmarks.registry import paper_task_names
 from p2r_eval.cli.main import main
 from p2r_eval.core.retry import RetryPolicy
 from p2r_eval.models.base import DecodingSettings, Request
@@ -45,6 +45,7 @@ pytest.importorskip("uvicorn")
 TOKENS = "8"
 RUN_ARGS = ["--max-new-tokens", TOKENS, "--quiet"]
 SOME_TASKS = ("mvbench", "vsibench")
+PAPER_TASKS = paper_task_names()
 """The tasks of the fault and failover runs (the first run covers the whole demo suite)."""
 P2R_EVAL = str(Path(sys.executable).with_name("p2r-eval"))
 
@@ -86,7 +87,7 @@ def hf_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple
     return outputs_of(output)
 
 
-def outputs_of(run: Path, tasks: tuple[str, ...] = TASK_NAMES) -> dict[str, list[tuple[str, str]]]:
+def outputs_of(run: Path, tasks: tuple[str, ...] = PAPER_TASKS) -> dict[str, list[tuple[str, str]]]:
     """Per task, (id, output) of every sample line, in file order."""
     runs: dict[str, list[tuple[str, str]]] = {}
     for task in tasks:
@@ -96,7 +97,7 @@ def outputs_of(run: Path, tasks: tuple[str, ...] = TASK_NAMES) -> dict[str, list
 
 
 def served_args(output: Path, *urls: str, cache: Path | None = None,
-                tasks: tuple[str, ...] = TASK_NAMES) -> list[str]:
+                tasks: tuple[str, ...] = PAPER_TASKS) -> list[str]:
     return ["--backend", "openai", "--model", "demo", "--base-url", *urls, *RUN_ARGS,
             "--tasks", ",".join(tasks), "--output", str(output),
             "--response-cache", str(cache) if cache else "none"]

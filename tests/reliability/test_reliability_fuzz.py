@@ -1,10 +1,10 @@
 """Malformed model output, property-based (hypothesis): the parser, answer extraction, every
-rule of p2r_eval.core.scoring and p2r_eval.benchmarks.official_scoring, every task x protocol of
-``protocols.score_item`` (with a judge answering yes, no or nothing at random), the judge's
-reply parser and the process analysis never raise on any string, and every score lies in
-[0, 1] (or is None where a rule may decline to score). Judge replies of any text, served by a
-local OpenAI-compatible server to the real SDK, become a cached verdict exactly when they hold
-one, and otherwise a failed call that nothing caches.
+rule of p2r_eval.core.scoring and of the benchmark modules (p2r_eval.benchmarks.<name>), every
+task x protocol of ``protocols.score_item`` (with a judge answering yes, no or nothing at
+random), the judge's reply parser and the process analysis never raise on any string, and
+every score lies in [0, 1] (or is None where a rule may decline to score). Judge replies of any
+text, served by a local OpenAI-compatible server to the real SDK, become a cached verdict
+exactly when they hold one, and otherwise a failed call that nothing caches.
 
 Strings are built from fragments that drive the rules into their corners: the template tags
 (whole, cut, upper-cased), option letters and their decorations, numbers in every notation the
@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from p2r_eval.benchmarks import official_scoring as official
+from p2r_eval.benchmarks import mvbench, tempcompass, vcrbench, videomme, videommmu, vsibench
 from p2r_eval.benchmarks.protocols import PROTOCOLS, score_item
-from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+from p2r_eval.benchmarks.registry import load_task, paper_task_names
 from p2r_eval.core import scoring
 from p2r_eval.core.answer_types import ANSWER_TYPE_RECORDS, video_r1_item_score
 from p2r_eval.core.items import ANSWER_TYPES
@@ -160,21 +160,21 @@ geometry_text = st.one_of(
 def test_official_rules_never_raise_and_score_in_the_unit_interval(
     prediction, truth, options, first_geometry, second_geometry
 ):
-    assert isinstance(official.vsibench_first_token(prediction), str)
-    assert in_unit_interval(official.vsibench_choice_score(prediction, truth))
-    assert in_unit_interval(official.vsibench_number_score(prediction, truth))
-    letter = official.mmmu_choice(prediction, options)
+    assert isinstance(vsibench.first_token(prediction), str)
+    assert in_unit_interval(vsibench.choice_score(prediction, truth))
+    assert in_unit_interval(vsibench.number_score(prediction, truth))
+    letter = videommmu.mmmu_choice(prediction, options)
     letters = {chr(ord("A") + i) for i in range(len(options))}
-    assert letter in letters | {official.MMMU_EMPTY, official.MMMU_NO_ANSWER}
-    parsed = official.mmmu_open_predictions(prediction)
-    assert isinstance(official.mmmu_open_correct(truth, parsed), bool)
-    assert official.videomme_letter(prediction) in ("", "A", "B", "C", "D")
-    matched = official.tempcompass_choice(prediction, truth)
+    assert letter in letters | {videommmu.MMMU_EMPTY, videommmu.MMMU_NO_ANSWER}
+    parsed = videommmu.mmmu_open_predictions(prediction)
+    assert isinstance(videommmu.mmmu_open_correct(truth, parsed), bool)
+    assert videomme.letter(prediction) in ("", "A", "B", "C", "D")
+    matched = tempcompass.choice_match(prediction, truth)
     assert matched is None or in_unit_interval(matched)
-    reference = official.mvbench_reference("A", truth)
-    assert isinstance(official.mvbench_check(prediction, reference), bool)
+    reference = mvbench.reference("A", truth)
+    assert isinstance(mvbench.check_answer(prediction, reference), bool)
     for predicted, answer in ((first_geometry, second_geometry), (prediction, truth)):
-        geometric = official.vcr_geometric_score(predicted, answer)
+        geometric = vcrbench.geometric_score(predicted, answer)
         assert geometric is None or geometric in (0.0, 1.0)
 
 
@@ -195,7 +195,7 @@ def demo_items(tmp_path_factory: pytest.TempPathFactory) -> list:
     import os
 
     os.environ.setdefault("P2R_HUB", "0")
-    return [item for name in TASK_NAMES for item in load_task(name).items]
+    return [item for name in paper_task_names() for item in load_task(name).items]
 
 
 @fuzz("score_item")

@@ -66,10 +66,10 @@ def write_demo_data(folder: Path) -> None:
 
 def write_demo_media(data_root: Path) -> None:
     """Write each video or frame folder that the demo records under ``data_root`` name."""
-    from p2r_eval.benchmarks.registry import TASK_NAMES, load_task
+    from p2r_eval.benchmarks.registry import load_task, paper_task_names
 
     media: dict[Path, str] = {}
-    for name in TASK_NAMES:
+    for name in paper_task_names():
         for item in load_task(name, data_root).items:
             if item.media is not None:
                 media[item.media] = item.media_type

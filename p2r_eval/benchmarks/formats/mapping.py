@@ -7,14 +7,16 @@ A mapping gives, for each item field, where its value comes from::
     media_type: {const: video}                  # a constant
     options: {fn: option_list, field: options}  # a named transform with its arguments
 
-``meta`` maps each category name to such a value. Item fields: ``id``, ``question``,
+``meta`` maps each category name to such a value. The named transforms are the shared ones of
+:mod:`p2r_eval.benchmarks.formats.transforms` plus the benchmark module's own; the caller
+passes them all as ``transforms``. Item fields: ``id``, ``question``,
 ``options``, ``answer``, ``answer_type`` (required), ``media``, ``media_type``,
 ``solution``, ``meta`` (optional).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from p2r_eval.benchmarks.formats.paths import frames_folder_or_video, locate_med
 from p2r_eval.benchmarks.formats.transforms import TRANSFORMS, Record, required
 from p2r_eval.core.items import ANSWER_TYPES, MEDIA_TYPES, Item
 
+Transforms = Mapping[str, Callable[..., Any]]
 REQUIRED_FIELDS = ("id", "question", "options", "answer", "answer_type")
 OPTIONAL_FIELDS = ("media", "media_type", "solution", "meta")
 
@@ -36,7 +39,8 @@ class MediaBase:
     data_root: Path
 
 
-def check_mapping(mapping: Mapping[str, Any], where: str) -> None:
+def check_mapping(mapping: Mapping[str, Any], where: str,
+                  transforms: Transforms = TRANSFORMS) -> None:
     """Reject a mapping with missing or unknown fields or unknown transforms (a YAML error)."""
     missing = [f for f in REQUIRED_FIELDS if f not in mapping]
     unknown = [f for f in mapping if f not in REQUIRED_FIELDS + OPTIONAL_FIELDS]
@@ -44,12 +48,12 @@ def check_mapping(mapping: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: record mapping lacks {missing} or has unknown {unknown}")
     specs = [v for k, v in mapping.items() if k != "meta"] + list(mapping.get("meta", {}).values())
     for spec in specs:
-        if isinstance(spec, dict) and "fn" in spec and spec["fn"] not in TRANSFORMS:
+        if isinstance(spec, dict) and "fn" in spec and spec["fn"] not in transforms:
             raise ValueError(f"{where}: unknown transform {spec['fn']!r}; "
-                             f"known: {', '.join(sorted(TRANSFORMS))}")
+                             f"known: {', '.join(sorted(transforms))}")
 
 
-def value_of(spec: Any, record: Record) -> Any:
+def value_of(spec: Any, record: Record, transforms: Transforms) -> Any:
     """One mapping entry evaluated on one record (see module doc)."""
     if isinstance(spec, str):
         return required(record, spec)
@@ -57,7 +61,7 @@ def value_of(spec: Any, record: Record) -> Any:
         return spec["const"]
     if "fn" in spec:
         arguments = {key: value for key, value in spec.items() if key != "fn"}
-        return TRANSFORMS[spec["fn"]](record, **arguments)
+        return transforms[spec["fn"]](record, **arguments)
     return record.get(spec["field"], spec.get("default"))
 
 
@@ -68,13 +72,15 @@ def field_name(spec: Any, item_field: str) -> str:
     return spec.get("field", item_field)
 
 
-def build_item(task: str, record: Record, mapping: Mapping[str, Any], base: MediaBase) -> Item:
+def build_item(task: str, record: Record, mapping: Mapping[str, Any], base: MediaBase,
+               transforms: Transforms) -> Item:
     """One record to one item; raises :class:`RecordError` for a bad field."""
     values = {}
     for name in REQUIRED_FIELDS + ("media", "media_type", "solution"):
         if name in mapping:
-            values[name] = value_of(mapping[name], record)
-    meta = {name: value_of(spec, record) for name, spec in mapping.get("meta", {}).items()}
+            values[name] = value_of(mapping[name], record, transforms)
+    meta = {name: value_of(spec, record, transforms)
+            for name, spec in mapping.get("meta", {}).items()}
     item_id = _identifier(values["id"], field_name(mapping["id"], "id"))
     _check_text(values, "question", mapping)
     _check_options(values["options"], field_name(mapping["options"], "options"))
@@ -139,14 +145,14 @@ def _media(relative: Any, media_type: str, base: MediaBase,
 
 
 def build_items(task: str, records: list[dict[str, Any]], mapping: Mapping[str, Any],
-                base: MediaBase) -> list[Item]:
+                base: MediaBase, transforms: Transforms) -> list[Item]:
     """Every record to an item, in order; the first bad record or duplicate id raises
     :class:`AnnotationError` naming the file, the record and the field."""
     items: list[Item] = []
     first_seen: dict[str, int] = {}
     for record in records:
         try:
-            item = build_item(task, record, mapping, base)
+            item = build_item(task, record, mapping, base, transforms)
         except RecordError as error:
             raise AnnotationError(record["_source"], error.problem, record=_record_name(record),
                                   field=error.field) from error

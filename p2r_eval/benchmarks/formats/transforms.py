@@ -1,27 +1,23 @@
-"""The named transforms a task YAML may use to map a record field to an item field.
+"""The shared named transforms a task YAML may use to map a record field to an item field.
 
 Each takes the record and the arguments written next to its name in the YAML
 (``{fn: option_list, field: options}``) and returns the value, or raises
-:class:`~p2r_eval.benchmarks.formats.errors.RecordError` naming the field at fault. Every transform
-is
-listed in :data:`TRANSFORMS`; a YAML naming another one is rejected when the task loads.
+:class:`~p2r_eval.benchmarks.formats.errors.RecordError` naming the field at fault. The shared
+ones are listed in :data:`TRANSFORMS`; a transform only one benchmark needs lives in that
+benchmark's module (``Benchmark.transforms``). A YAML naming a transform that is in neither is
+rejected when the task loads.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 from p2r_eval.benchmarks.formats.errors import RecordError
-from p2r_eval.core.items import option_letter
 from p2r_eval.core.template import parse
 
 Record = Mapping[str, Any]
-
-_OPTION_LINE = re.compile(r"^[A-Z]\. ")
-
 
 def required(record: Record, field: str) -> Any:
     if field not in record:
@@ -142,24 +138,8 @@ def path_part(record: Record, field: str, index: int) -> str:
         raise RecordError(field, f"path has no part {index}: {record[field]}") from error
 
 
-def mmmu_subject(record: Record, field: str) -> str:
-    """``validation_Chemistry_13`` (or a path ending in it) to ``Chemistry``."""
-    parts = PurePosixPath(text(record, field)).stem.split("_")
-    if len(parts) < 3:
-        raise RecordError(field, f"expected <split>_<Subject>_<n>, got {record[field]!r}")
-    return "_".join(parts[1:-1])
 
 
-def subject_folder_path(
-    record: Record, field: str, folders: Mapping[str, Sequence[str]], suffix: str
-) -> str:
-    """``<folder>/<id><suffix>`` where ``folders`` maps a folder to the subjects it holds
-    (VideoMMMU's videos are grouped by discipline: ``Science/validation_Chemistry_13.mp4``)."""
-    subject = mmmu_subject(record, field)
-    for folder, subjects in folders.items():
-        if subject in subjects:
-            return f"{folder}/{text(record, field)}{suffix}"
-    raise RecordError(field, f"subject {subject!r} is in no folder of {sorted(folders)}")
 
 
 def prefixed_path(record: Record, key_field: str, prefixes: Mapping[str, str], field: str) -> str:
@@ -170,15 +150,6 @@ def prefixed_path(record: Record, key_field: str, prefixes: Mapping[str, str], f
     return f"{prefixes[key]}/{text(record, field)}"
 
 
-def url_path(record: Record, field: str, marker: str) -> str:
-    """The part of a download URL after ``marker`` (MMVU's ``.../resolve/main/videos/Art/0.mp4``
-    to ``videos/Art/0.mp4``); a value that is not a URL is a path already."""
-    value = text(record, field)
-    if "://" not in value:
-        return value
-    if marker not in value:
-        raise RecordError(field, f"URL without {marker!r}: {value}")
-    return value.split(marker, 1)[1]
 
 
 def duration_bucket(record: Record, field: str, buckets: Sequence[Sequence[Any]]) -> str:
@@ -193,46 +164,14 @@ def duration_bucket(record: Record, field: str, buckets: Sequence[Sequence[Any]]
     raise RecordError(field, f"{value} is above every bucket")
 
 
-def letter_of_candidate(record: Record, answer_field: str, candidates_field: str) -> str:
-    """The letter of the candidate equal to the answer text (MVBench)."""
-    answer, candidates = text(record, answer_field), string_list(record, candidates_field)
-    if answer not in candidates:
-        raise RecordError(answer_field, f"{answer!r} is not one of the candidates")
-    return chr(ord("A") + candidates.index(answer))
 
 
-def leading_letter(record: Record, field: str) -> str:
-    """``"A. dunking a basketball"`` to ``"A"`` (TempCompass answers; :func:`option_letter`)."""
-    letter = option_letter(text(record, field))
-    if letter is None:
-        raise RecordError(field, f"expected an answer starting 'X.', got {record[field]!r}")
-    return letter
 
 
-def option_lines(record: Record, field: str) -> tuple[str, ...]:
-    """The ``"A. ..."`` lines of a question that lists its options itself (TempCompass)."""
-    return tuple(line for line in text(record, field).splitlines() if _OPTION_LINE.match(line))
 
 
-def question_before_option_lines(record: Record, field: str) -> str:
-    """The question text up to its first ``"A. ..."`` line, each line kept as written."""
-    lines = text(record, field).splitlines()
-    kept = []
-    for line in lines:
-        if _OPTION_LINE.match(line):
-            break
-        kept.append(line)
-    return "\n".join(kept)
 
 
-def question_before_choices(record: Record, field: str, choices_field: str) -> str:
-    """The question text before its first listed choice (VCR-Bench writes ``"...?A. text\\nB.
-    ..."`` inside ``question``); the whole text when the choices are empty or not found."""
-    question = text(record, field)
-    choices = record.get(choices_field) or {}
-    first = choices.get("A") if isinstance(choices, dict) else None
-    position = question.find(f"A. {first}") if first else -1
-    return question[:position] if position > 0 else question
 
 
 def video_r1_media_type(record: Record, field: str) -> str:
@@ -256,15 +195,7 @@ TRANSFORMS: dict[str, Callable[..., Any]] = {
     "id_range": id_range,
     "id_block": id_block,
     "path_part": path_part,
-    "mmmu_subject": mmmu_subject,
-    "subject_folder_path": subject_folder_path,
     "prefixed_path": prefixed_path,
-    "url_path": url_path,
     "duration_bucket": duration_bucket,
-    "letter_of_candidate": letter_of_candidate,
-    "leading_letter": leading_letter,
-    "option_lines": option_lines,
-    "question_before_option_lines": question_before_option_lines,
-    "question_before_choices": question_before_choices,
     "video_r1_media_type": video_r1_media_type,
 }
