@@ -122,10 +122,11 @@ class LoadedTask:
 
 
 def task_folders() -> tuple[Path, ...]:
-    """``tasks/``, then the folders of ``P2R_TASK_PATH`` in order."""
+    """``tasks/``, then the folders of ``P2R_TASK_PATH`` in order, each once."""
     extra = os.environ.get(TASK_PATH_VARIABLE, "")
-    return (TASKS_DIR, *(Path(part).expanduser().resolve()
-                         for part in extra.split(os.pathsep) if part.strip()))
+    return tuple(dict.fromkeys((TASKS_DIR, *(Path(part).expanduser().resolve()
+                                             for part in extra.split(os.pathsep)
+                                             if part.strip()))))
 
 
 def add_task_folder(folder: Path) -> None:
