@@ -215,8 +215,8 @@ def evaluated_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path
 def write_checkpoint_reports(run_dir: Path, evaluated: list[tuple[int, Path]]) -> list[Path]:
     """The leaderboard with a row per checkpoint and the scores-by-step plot."""
     from p2r_eval.report.leaderboard import write_leaderboards
-    from p2r_eval.report.tables import OWN_TABLES, load_table
     from p2r_eval.report.plots import plot_scores_by_step
+    from p2r_eval.report.tables import OWN_TABLES, load_table
 
     if not evaluated:
         return []

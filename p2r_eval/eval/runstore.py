@@ -28,6 +28,7 @@ from filelock import FileLock, Timeout
 
 from p2r_eval.core.atomic_files import write_text_atomically
 from p2r_eval.core.jsonio import NotUTF8Error, json_text, parse_json, utf8_text
+from p2r_eval.eval.results import ResultsFormatError, RunResults, parse_results, parse_sample
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +108,38 @@ class RunStore:
                              "finish or choose another --output")
 
     def read_results(self) -> dict[str, Any] | None:
-        if not self.results_path.exists():
-            return None
-        try:
-            return parse_json(utf8_text(self.results_path.read_bytes()))
-        except (json.JSONDecodeError, NotUTF8Error) as error:
-            raise RunStoreError(f"{self.results_path} is not valid JSON: {error}") from None
+        """results.json as written, checked against the results contract
+        (:class:`p2r_eval.eval.results.RunResults`); None when the run has none yet."""
+        data = self.read_json(self.results_path)
+        if data is not None:
+            self._checked_results(data)
+        return data
 
     def write_results(self, results: dict[str, Any]) -> None:
-        """Atomically replace results.json (write a temporary file, fsync, rename)."""
+        """Atomically replace results.json (write a temporary file, fsync, rename); results
+        that break the contract are refused before anything is written."""
+        self.write_json(self.results_path, self._checked_results(results).as_json())
+
+    def _checked_results(self, data: Any) -> RunResults:
+        try:
+            return parse_results(data, self.results_path)
+        except ResultsFormatError as error:
+            raise RunStoreError(str(error)) from None
+
+    def read_json(self, path: Path) -> Any:
+        """A JSON file of the folder, None when it does not exist."""
+        if not path.exists():
+            return None
+        try:
+            return parse_json(utf8_text(path.read_bytes()))
+        except (json.JSONDecodeError, NotUTF8Error) as error:
+            raise RunStoreError(f"{path} is not valid JSON: {error}") from None
+
+    def write_json(self, path: Path, value: Any) -> None:
+        """Atomically replace a JSON file of the folder (indented, one final newline)."""
         self.check_still_held()
         self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(self.results_path, json_text(results, indent=2) + "\n")
+        write_text_atomically(path, json_text(value, indent=2) + "\n")
 
     def verdicts_path(self, task: str) -> Path:
         return self.root / VERDICTS_DIR / f"{task}.json"
@@ -167,7 +188,20 @@ class RunStore:
         os.replace(temporary, path)
 
     def load_samples(self, task: str, repair: bool = True) -> dict[str, dict[str, Any]]:
-        """Finished items of ``task`` by id; a later line for the same id supersedes an earlier.
+        """Finished items of ``task`` by id (:meth:`load_records`), each checked against the
+        results contract (:class:`p2r_eval.eval.results.Sample`): a line that breaks it is an
+        error naming the file, line and field."""
+        records = self.load_records(task, repair)
+        path = self.samples_path(task)
+        for item_id, record in records.items():
+            try:
+                parse_sample(record, f"{path}, the sample of item {item_id!r}")
+            except ResultsFormatError as error:
+                raise RunStoreError(str(error)) from None
+        return records
+
+    def load_records(self, task: str, repair: bool = True) -> dict[str, dict[str, Any]]:
+        """The JSON lines of ``task`` by id; a later line for the same id supersedes an earlier.
 
         A half-written last line is never parsed. The writer of the run (``repair=True``) cuts
         it off the file; readers of another run's folder pass ``repair=False`` and only skip it,

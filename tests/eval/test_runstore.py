@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from results_support import minimal_results
 
 from p2r_eval.eval.runstore import RunStore, RunStoreError, repair_torn_tail
 
@@ -60,9 +61,10 @@ def test_second_writer_is_refused_with_a_clear_message(tmp_path):
 
 def test_results_are_replaced_atomically(tmp_path):
     store = RunStore(tmp_path)
-    store.write_results({"a": 1})
-    store.write_results({"a": 2})
-    assert json.loads(store.results_path.read_text()) == {"a": 2}
+    store.write_results(minimal_results(finished_at=None))
+    store.write_results(minimal_results(finished_at="2026-01-01T01:00:00+00:00"))
+    assert json.loads(store.results_path.read_text()) == minimal_results(
+        finished_at="2026-01-01T01:00:00+00:00")
     assert not list(tmp_path.glob("*.tmp"))
 
 

@@ -433,7 +433,7 @@ class AnnotationRun:
             check_teacher_fingerprint(self.run_info["teacher"].get("fingerprint"), fingerprint,
                                       self.settings.run_dir)
             self.run_info["teacher"]["fingerprint"] = fingerprint
-            self.store.write_results(self.run_info)
+            self.store.write_run_info(self.run_info)
         return self._teacher
 
 
@@ -556,11 +556,11 @@ def run_annotation(settings: AnnotateSettings, *, show_progress: bool = True) ->
         input_sha256 = provenance.file_sha256(settings.input)
         records = select_records(load_vqa_records(settings.input), settings.limit, settings.shard)
         state = store.load_state()
-        previous = store.read_results()
+        previous = store.read_run_info()
         identity = settings.identity(input_sha256)
         check_resumable(previous, identity, settings.run_dir)
         run_info = new_run_info(settings, identity, previous)
-        store.write_results(run_info)
+        store.write_run_info(run_info)
         plan = plan_work(records, state, settings.stop_after, settings.retry_errors)
         settled = len(records) - len(plan.generate) - len(plan.verify) - len(plan.judge)
         with tqdm(total=len(records), initial=settled, desc="annotate", unit="item",
@@ -569,7 +569,7 @@ def run_annotation(settings: AnnotateSettings, *, show_progress: bool = True) ->
         elapsed = time.monotonic() - started
         run_info["wall_time_s"] = round(run_info["wall_time_s"] + elapsed, 3)
         run_info["updated_at"] = _now()
-        store.write_results(run_info)
+        store.write_run_info(run_info)
         return write_final_files(store, records, state, run_info, this_run_s=elapsed)
 
 
@@ -614,7 +614,7 @@ def merge_shards(settings: AnnotateSettings, count: int) -> dict[str, Any] | Non
     summaries = [store.read_json(SUMMARY_FILE) for store in shards]
     if any(summary is None or not summary.get("complete") for summary in summaries):
         return None
-    infos = [store.read_results() or {} for store in shards]
+    infos = [store.read_run_info() or {} for store in shards]
     identities = {_without_shard(info.get("identity", {})) for info in infos}
     if len(identities) > 1:
         raise RunStoreError(f"the shards of {settings.output} were run with different settings "

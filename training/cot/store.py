@@ -59,9 +59,18 @@ class AnnotationStore(RunStore):
     def samples_path(self, task: str) -> Path:
         return self.root / "steps" / STEP_FILES[task]
 
+    def read_run_info(self) -> dict[str, Any] | None:
+        """run.json (settings, teacher and judge identity), None before the first run."""
+        info = self.read_json(self.results_path)
+        return info if isinstance(info, dict) else None
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        """Atomically replace run.json."""
+        self.write_json(self.results_path, info)
+
     def load_state(self) -> StepState:
         """Every step's entries by item id (a later line for an id supersedes an earlier)."""
-        return {step: self.load_samples(step) for step in STEPS}
+        return {step: self.load_records(step) for step in STEPS}
 
     def peek_state(self) -> StepState:
         """The step entries as :meth:`load_state` gives them, without repairing or locking
