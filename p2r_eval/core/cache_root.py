@@ -15,7 +15,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("P2R_CACHE") or Path.home() / ".cache" / "p2r").expanduser()
 
 
-def build_once(target: Path, marker: str, build: Callable[[Path], None]) -> Path:
+def build_once(target: Path, marker: str, build: Callable[[Path], object]) -> Path:
     """``target``, made by ``build(folder)`` on first use and complete once ``marker`` (a
     file ``build`` writes last) is in it. Safe when several processes ask at once: one
     builds in a temporary sibling under a file lock and renames it into place; the others

@@ -74,13 +74,14 @@ def submit_batch(judge: Judge, queries: Sequence[Query]) -> str | None:
     pending = [r for key, r in _requests(judge, queries).items() if cache.get(key) is None]
     if not pending:
         return None
-    batch_requests = [
+    batch_requests: list[Any] = [
         {"custom_id": r.key, "params": message_params(backend.model, r.prompt, judge.max_tokens)}
         for r in pending
     ]
     batch = _with_retries(
         judge,
         f"submitting a batch of {len(pending)} judge requests",
+        # the API's wire format: the SDK's request types lack temperature (see message_params)
         lambda: backend.client.messages.batches.create(requests=batch_requests),
     )
     log.info("submitted judge batch %s with %d requests", batch.id, len(pending))

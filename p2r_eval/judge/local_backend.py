@@ -106,5 +106,7 @@ def _load(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
         if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
         else AutoModelForImageTextToText
     )
-    model = model_class.from_pretrained(folder, dtype=dtype).to(device).eval()
+    model = model_class.from_pretrained(folder, dtype=dtype)
+    # transformers types to() as functools.wraps(Module.to): a model as first argument
+    model = model.to(device).eval()  # type: ignore[arg-type]
     return tokenizer, model

@@ -118,7 +118,7 @@ def checked_entry(
     if meta.get("content_sha256") != content_sha256 or meta.get("policy_key") != policy.key():
         raise DamagedEntry("metadata names another video or frame policy")
     frames = np.load(frames_path, allow_pickle=False)
-    indices, timestamps = _number_list(meta, "indices"), _number_list(meta, "timestamps")
+    indices, timestamps = _int_list(meta, "indices"), _number_list(meta, "timestamps")
     if (frames.dtype != np.uint8 or frames.ndim != 4 or list(frames.shape) != meta.get("shape")
             or not len(indices) == len(timestamps) == frames.shape[0]):
         raise DamagedEntry(f"frames of shape {frames.shape} do not match the metadata")
@@ -130,6 +130,13 @@ def checked_entry(
         source_fps=meta["source_fps"],
         total_frames=meta["total_frames"],
     )
+
+
+def _int_list(meta: dict[str, Any], key: str) -> list[int]:
+    values = meta.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
+        raise DamagedEntry(f"metadata field {key!r} is not a list of integers")
+    return values
 
 
 def _number_list(meta: dict[str, Any], key: str) -> list[float]:

@@ -54,17 +54,17 @@ class RequestBuilder:
         prompt = build_prompt(item, self.prompt_style)
         if not self.needs_media or item.media_type == "none":
             return Request(task=item.task, item_id=item.id, prompt=prompt)
-        _check_media_named(item)
+        media = _named_media(item)
         try:
             if item.media_type == "image":
-                return Request(item.task, item.id, prompt, image=load_image(item.media))
-            sampled = self.sample(item)
+                return Request(item.task, item.id, prompt, image=load_image(media))
+            sampled = self.sample(media, item.media_type)
         except (VideoError, OSError) as error:
             raise MediaError(f"{item.task}/{item.id}: {error}") from error
         return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
 
-    def sample(self, item: Item) -> SampledFrames:
-        return sample_media(item.media, item.media_type, self.policy, self.frame_cache,
+    def sample(self, media: Path, media_type: str) -> SampledFrames:
+        return sample_media(media, media_type, self.policy, self.frame_cache,
                             self.decode_timeout_s)
 
 
@@ -91,12 +91,14 @@ def _sample_video(path: Path, policy: FramePolicy, *, timeout_s: float) -> Sampl
     return sample_frames(path, policy=policy, timeout_s=timeout_s)
 
 
-def _check_media_named(item: Item) -> None:
+def _named_media(item: Item) -> Path:
+    """The item's media file; MediaError when its record names none or a broken one."""
     media_error = item.meta.get("media_error")
     if media_error:
         raise MediaError(f"{item.task}/{item.id}: {media_error}")
     if item.media is None:
         raise MediaError(f"{item.task}/{item.id}: the record names no media file")
+    return item.media
 
 
 def load_image(path: Path) -> np.ndarray:

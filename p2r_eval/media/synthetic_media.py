@@ -205,6 +205,8 @@ def _encode(
     container_options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=container_options) as container:
         stream = container.add_stream(codec, rate=rate)
+        if not isinstance(stream, av.VideoStream):
+            raise ValueError(f"{codec} is not a video codec")
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = time_base
         stream.codec_context.gop_size = gop
@@ -213,7 +215,8 @@ def _encode(
         if codec == "libx264":
             stream.options = {"preset": preset, "crf": "23"}
         else:
-            stream.codec_context.qscale = 4
+            # PyAV's qscale is the fixed-quantiser flag (it was set with 4, which meant True)
+            stream.codec_context.qscale = True
         for index, timestamp in enumerate(timestamps):
             frame = av.VideoFrame.from_ndarray(draw(index), "rgb24")
             frame.pts, frame.time_base = int(timestamp / time_base), time_base

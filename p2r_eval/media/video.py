@@ -573,10 +573,11 @@ def _demuxed_index(path: Path, deadline: float | None) -> _FrameIndex:
         raise VideoEmptyError(path, "video stream has no frames")
     if declared > total:
         raise VideoTruncatedError(path, f"header promises {declared} frames, file holds {total}")
-    if any(timestamp is None for timestamp in pts):
+    known_pts = [timestamp for timestamp in pts if timestamp is not None]
+    if len(known_pts) < total:
         return _FrameIndex(total, None, (0,), time_base, float(rate) if rate else 1.0)
-    order = sorted(range(total), key=pts.__getitem__)
-    display_pts = tuple(pts[i] for i in order)
+    order = sorted(range(total), key=lambda i: known_pts[i])
+    display_pts = tuple(known_pts[i] for i in order)
     keyframes = tuple(rank for rank, i in enumerate(order) if keyframe_flags[i])
     index = _FrameIndex(total, display_pts, keyframes or (0,), time_base,
                         _source_fps(rate, display_pts, time_base))
@@ -664,7 +665,7 @@ class _FrameWalker:
         if self.index.timestamps is None:
             return self.position + 1
         if self.rank_of is not None:
-            return self.rank_of.get(frame.pts)
+            return None if frame.pts is None else self.rank_of.get(frame.pts)
         expected = self.expected
         if expected >= self.index.total or frame.pts != self.index.timestamps[expected]:
             raise _IndexMismatch

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -181,11 +181,13 @@ def train_byte_level_bpe(
     )
     tokenizer.train_from_iterator(text.splitlines(), trainer=trainer)
     model = json.loads(tokenizer.to_str())["model"]
-    merges = [
-        tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
-        for merge in model["merges"]
-    ]
-    return dict(model["vocab"]), merges
+    return dict(model["vocab"]), [_merge_pair(merge) for merge in model["merges"]]
+
+
+def _merge_pair(merge: str | list[str]) -> tuple[str, str]:
+    """A BPE merge as its two parts (tokenizers writes "a b" or ["a", "b"])."""
+    first, second = merge.split(" ") if isinstance(merge, str) else merge
+    return first, second
 
 
 def build_demo_tokenizer() -> Qwen2Tokenizer:
@@ -196,7 +198,13 @@ def build_demo_tokenizer() -> Qwen2Tokenizer:
     from transformers import Qwen2Tokenizer
 
     vocab, merges = train_byte_level_bpe(TOKENIZER_TRAINING_TEXT, TOKENIZER_VOCAB_SIZE)
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, model_max_length=32768)
+    # transformers annotates merges as strings and unk_token as str; it takes (a, b) pairs and None
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,  # type: ignore[arg-type]
+        unk_token=None,  # type: ignore[arg-type]
+        model_max_length=32768,
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS)})
     tokenizer.eos_token = "<|im_end|>"
     tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in TAG_TOKENS])
@@ -223,32 +231,41 @@ def build_demo_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     """The tiny ``Qwen2_5_VLConfig`` whose token ids are the demo tokenizer's."""
     from transformers import Qwen2_5_VLConfig
 
-    def token_id(token: str) -> int:
-        return tokenizer.convert_tokens_to_ids(token)
-
-    text_config = {
-        **TEXT_CONFIG,
-        "vocab_size": len(tokenizer),
-        "bos_token_id": token_id("<|endoftext|>"),
-        "eos_token_id": token_id("<|im_end|>"),
-        "pad_token_id": token_id("<|endoftext|>"),
-    }
     return Qwen2_5_VLConfig(
-        text_config=text_config,
+        text_config=text_config(tokenizer, TEXT_CONFIG),
         vision_config=dict(VISION_CONFIG),
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
+        image_token_id=token_id(tokenizer, "<|image_pad|>"),
+        video_token_id=token_id(tokenizer, "<|video_pad|>"),
+        vision_start_token_id=token_id(tokenizer, "<|vision_start|>"),
+        vision_end_token_id=token_id(tokenizer, "<|vision_end|>"),
     )
+
+
+def text_config(tokenizer: Qwen2Tokenizer, sizes: dict[str, Any]) -> dict[str, Any]:
+    """A tiny text model config: ``sizes`` with the token ids of ``tokenizer``."""
+    return {
+        **sizes,
+        "vocab_size": len(tokenizer),
+        "bos_token_id": token_id(tokenizer, "<|endoftext|>"),
+        "eos_token_id": token_id(tokenizer, "<|im_end|>"),
+        "pad_token_id": token_id(tokenizer, "<|endoftext|>"),
+    }
+
+
+def token_id(tokenizer: Qwen2Tokenizer, token: str) -> int:
+    """The id of one token of ``tokenizer``'s vocabulary."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise TypeError(f"{token!r} is not one token")
+    return found
 
 
 def build_demo_generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     """Stop at <|im_end|> or <|endoftext|>, pad with <|endoftext|>, greedy: like Qwen's."""
     from transformers import GenerationConfig
 
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    end_of_turn = token_id(tokenizer, "<|im_end|>")
+    end_of_text = token_id(tokenizer, "<|endoftext|>")
     return GenerationConfig(
         bos_token_id=end_of_text,
         eos_token_id=[end_of_turn, end_of_text],
@@ -281,7 +298,9 @@ def make_demo_model(directory: Path, *, seed: int = 0) -> Path:
     config = build_demo_config(processor.tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
+        model = Qwen2_5_VLForConditionalGeneration(config)
+        # transformers types to() as functools.wraps(Module.to): a model as first argument
+        model = model.to(torch.float32).eval()  # type: ignore[arg-type]
     model.generation_config = build_demo_generation_config(processor.tokenizer)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)

@@ -113,7 +113,10 @@ def checkpoint_directory(model_path: str) -> Path:
     hub cache snapshot that ``from_pretrained`` resolved a hub id to."""
     from transformers.utils import cached_file
 
-    return Path(cached_file(model_path, "config.json")).parent
+    config = cached_file(model_path, "config.json")
+    if config is None:
+        raise FileNotFoundError(f"{model_path}: the checkpoint has no config.json")
+    return Path(config).parent
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -214,8 +217,7 @@ def check_media(request: Request) -> None:
                 f"{where}: frames must be a non-empty uint8 array (T, H, W, 3), "
                 f"got {frames.dtype} {frames.shape}"
             )
-        if request.fps is None or request.fps <= 0:
-            raise BackendError(f"{where}: a video request needs the fps its frames represent")
+        video_fps(request)
     if request.image is not None:
         image = request.image
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
@@ -224,14 +226,23 @@ def check_media(request: Request) -> None:
             )
 
 
+def video_fps(request: Request) -> float:
+    """The rate a video request's frames represent; BackendError, naming the item, if none."""
+    if request.fps is None or request.fps <= 0:
+        raise BackendError(f"{request.task}/{request.item_id}: a video request needs the fps "
+                           "its frames represent")
+    return float(request.fps)
+
+
 def video_metadata(request: Request) -> dict[str, Any]:
     """What the video processor needs to know about already sampled frames: their count
     and the rate they represent (``sampled_fps`` then equals ``request.fps``)."""
     frames = request.frames
-    assert frames is not None and request.fps is not None
+    if frames is None:
+        raise BackendError(f"{request.task}/{request.item_id}: not a video request")
     return {
         "total_num_frames": len(frames),
-        "fps": float(request.fps),
+        "fps": video_fps(request),
         "height": int(frames.shape[1]),
         "width": int(frames.shape[2]),
         "frames_indices": list(range(len(frames))),
@@ -375,7 +386,8 @@ class HFBackend:
             )
         except (OSError, ValueError, ImportError) as error:
             raise BackendError(f"could not load model {self.model_path!r}: {error}") from error
-        self.model.to(self.device).eval()
+        # transformers types to() as functools.wraps(Module.to): a model as first argument
+        self.model.to(self.device).eval()  # type: ignore[arg-type]
         self.max_pixels = applicable_max_pixels(self.processor, max_pixels, self.model_path)
         if self.max_pixels is not None:
             limit_pixels(self.processor, self.max_pixels)

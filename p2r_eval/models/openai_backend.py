@@ -60,7 +60,7 @@ from p2r_eval.judge.cache import CachedReply, ReplyCache
 from p2r_eval.judge.usage import UsageCounter
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
 from p2r_eval.models.endpoint import EndpointSettings
-from p2r_eval.models.hf import check_media
+from p2r_eval.models.hf import check_media, video_fps
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def processor_fields(request: Request, max_pixels: int | None) -> dict[str, Any]
     fields: dict[str, Any] = {}
     processor: dict[str, Any] = {}
     if request.frames is not None:
-        fps = float(request.fps)  # type: ignore[arg-type]  # check_media made sure
+        fps = video_fps(request)
         fields["media_io_kwargs"] = {"video": {"num_frames": -1, "fps": fps}}
         processor.update(fps=fps, do_sample_frames=False)
     if max_pixels is not None and (request.frames is not None or request.image is not None):

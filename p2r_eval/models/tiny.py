@@ -21,6 +21,8 @@ from p2r_eval.models.demo import (
     build_demo_generation_config,
     build_demo_tokenizer,
     make_demo_model,
+    text_config,
+    token_id,
 )
 
 # llava-hf's LLaVA-OneVision chat template, reduced: each turn is <|im_start|>role, its
@@ -51,7 +53,7 @@ QWEN2_VL_VISION_CONFIG = {
     "spatial_merge_size": 2,
     "temporal_patch_size": 2,
 }
-SIGLIP_VISION_CONFIG = {
+SIGLIP_VISION_CONFIG: dict[str, Any] = {
     "model_type": "siglip_vision_model",
     "hidden_size": 32,
     "intermediate_size": 64,
@@ -61,18 +63,6 @@ SIGLIP_VISION_CONFIG = {
     "patch_size": 14,
     "vision_use_head": False,
 }
-
-
-def text_config(tokenizer: Any, sizes: dict[str, Any]) -> dict[str, Any]:
-    """A tiny text model config: ``sizes`` with the token ids of ``tokenizer``."""
-    token_id = tokenizer.convert_tokens_to_ids
-    return {
-        **sizes,
-        "vocab_size": len(tokenizer),
-        "bos_token_id": token_id("<|endoftext|>"),
-        "eos_token_id": token_id("<|im_end|>"),
-        "pad_token_id": token_id("<|endoftext|>"),
-    }
 
 
 def save_checkpoint(model: Any, processor: Any, directory: Path) -> Path:
@@ -103,18 +93,19 @@ def make_tiny_qwen2_vl(directory: Path, *, seed: int = 0) -> Path:
         tokenizer=tokenizer,
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
-    token_id = tokenizer.convert_tokens_to_ids
     config = Qwen2VLConfig(
         text_config=text_config(tokenizer, TEXT_CONFIG),
         vision_config=dict(QWEN2_VL_VISION_CONFIG),
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
+        image_token_id=token_id(tokenizer, "<|image_pad|>"),
+        video_token_id=token_id(tokenizer, "<|video_pad|>"),
+        vision_start_token_id=token_id(tokenizer, "<|vision_start|>"),
+        vision_end_token_id=token_id(tokenizer, "<|vision_end|>"),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen2VLForConditionalGeneration(config).to(torch.float32).eval()
+        model = Qwen2VLForConditionalGeneration(config)
+        # transformers types to() as functools.wraps(Module.to): a model as first argument
+        model = model.to(torch.float32).eval()  # type: ignore[arg-type]
     return save_checkpoint(model, processor, Path(directory))
 
 
@@ -149,15 +140,17 @@ def make_tiny_llava_onevision(directory: Path, *, seed: int = 0) -> Path:
     config = LlavaOnevisionConfig(
         vision_config=dict(SIGLIP_VISION_CONFIG),
         text_config=text_config(tokenizer, {**sizes, "model_type": "qwen2"}),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        image_token_index=token_id(tokenizer, "<image>"),
+        video_token_index=token_id(tokenizer, "<video>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config).to(torch.float32).eval()
+        model = LlavaOnevisionForConditionalGeneration(config)
+        # transformers types to() as functools.wraps(Module.to): a model as first argument
+        model = model.to(torch.float32).eval()  # type: ignore[arg-type]
     return save_checkpoint(model, processor, Path(directory))
 
 

@@ -48,6 +48,7 @@ from p2r_eval.models.hf import (
     decode_output,
     prompt_text,
     stop_tokens,
+    video_fps,
     video_metadata,
 )
 
@@ -104,7 +105,7 @@ def vllm_prompt(processor: Any, request: Request) -> dict[str, Any]:
         media["image"] = request.image
     if request.frames is not None:
         media["video"] = [video_item(request)]
-        prompt["mm_processor_kwargs"] = {"fps": float(request.fps), "do_sample_frames": False}
+        prompt["mm_processor_kwargs"] = {"fps": video_fps(request), "do_sample_frames": False}
     if media:
         prompt["multi_modal_data"] = media
     return prompt

@@ -174,13 +174,13 @@ def test_pa_grpo_batch_carries_per_token_advantages(model_dir, rows, tmp_path, s
     inputs = first_batch(trainer)
     assert inputs["advantages"].shape == inputs["completion_ids"].shape
     # the trainer's advantages are design_advantages of its reward table, row for row
-    trainer.reward_table.splits = [ProcessSplit.leading(3, 12), ProcessSplit.leading(0, 12),
-                                   ProcessSplit.leading(5, 12), ProcessSplit.leading(12, 12)]
-    trainer._gathered_rewards = torch.tensor([[1, 1, 0.2, 1, 1, 0], [0, 1, 0, 0, 1, 0],
-                                              [0, 0, 0, 1, 1, 0.2], [1, 1, 0, 0, 0, 0]])
-    advantages = trainer._advantages(12)
-    expected = design_advantages(trainer._gathered_rewards, RewardDesign(),
-                                 span_table(trainer.reward_table.splits), 12, 2)
+    table = trainer.scored_table()
+    table.splits = [ProcessSplit.leading(3, 12), ProcessSplit.leading(0, 12),
+                    ProcessSplit.leading(5, 12), ProcessSplit.leading(12, 12)]
+    rewards = torch.tensor([[1, 1, 0.2, 1, 1, 0], [0, 1, 0, 0, 1, 0],
+                            [0, 0, 0, 1, 1, 0.2], [1, 1, 0, 0, 0, 0]])
+    advantages = trainer._advantages(table, rewards, 12)
+    expected = design_advantages(rewards, RewardDesign(), span_table(table.splits), 12, 2)
     assert torch.equal(advantages, expected)
     assert advantages[0, :3].unique().numel() == 1 and advantages[0, 3:].unique().numel() == 1
     assert advantages[0, 0] != advantages[0, 3]
@@ -209,9 +209,9 @@ def log_advantages_of(trainer, rewards, splits):
     metrics["reward_std"].append(-1.0)  # TRL's, of the summed reward
     metrics["frac_reward_zero_std"].append(-1.0)
     trainer._logs["advantages"].extend([-1.0] * len(splits))
-    trainer.reward_table.splits = splits
-    trainer._gathered_rewards = rewards
-    trainer._log_advantages(trainer._gathered_lengths())
+    table = trainer.scored_table()
+    table.splits = splits
+    trainer._log_advantages(rewards, trainer._gathered_lengths(table))
     return metrics
 
 
@@ -226,7 +226,7 @@ def test_logged_spread_and_advantages_are_those_used(model_dir, rows, tmp_path, 
     assert metrics["reward_std/perception"] == [pytest.approx(perception.std().item())]
     assert metrics["reward_std/reasoning"] == [pytest.approx(reasoning.std().item())]
     assert metrics["frac_reward_zero_std"] == [0.0]  # TRL's summed reward says 0.5
-    used = trainer._advantages(12)  # every completion has 12 tokens
+    used = trainer._advantages(trainer.scored_table(), MIXED_REWARDS, 12)  # 12 tokens each
     logged = list(trainer._logs["advantages"])[-4:]
     assert logged == pytest.approx(used.mean(dim=1).tolist())
     assert logged[2] != 0 and logged[3] != 0
@@ -240,7 +240,7 @@ def test_full_collapse_is_warned_about(model_dir, rows, tmp_path, caplog):
     trainer = make_trainer(model_dir, rows, tmp_path / "collapse")
     with caplog.at_level("WARNING", logger="p2r_train.rl.pa_grpo"):
         first_batch(trainer)  # the random model: no completion earns any reward
-    assert {value for column in trainer.reward_table.columns.values() for value in column} == {0}
+    assert {value for column in trainer.scored_table().columns.values() for value in column} == {0}
     assert "100% advantage collapse" in caplog.text
     caplog.clear()
     splits = [ProcessSplit.leading(0, 12)] * 4

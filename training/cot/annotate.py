@@ -28,7 +28,7 @@ from p2r_train.cot.store import STEPS
 from p2r_eval.models.endpoint import add_endpoint_arguments, endpoint_from_args
 
 if TYPE_CHECKING:
-    from p2r_train.cot.pipeline import AnnotateSettings
+    from p2r_train.cot.pipeline import AnnotateSettings, Shard
 
 # Heavy modules (the judge's API SDKs, torch through the backends, PyAV) are imported inside
 # the functions that need them, so that registering the subcommand and --help stay fast.
@@ -223,7 +223,7 @@ def dry_run_report(settings: AnnotateSettings) -> str:
             unsafe += 1
             continue
         item = record_item(record, media)
-        missing += not item.media.exists()
+        missing += item.media is None or not item.media.exists()
         first_item = first_item or item
     thresholds = ", ".join(f"{k}={v:g}" for k, v in settings.min_scores.items())
     lines = [
@@ -266,23 +266,23 @@ def run_annotate_command(args: argparse.Namespace) -> int:
         summary = run_annotation(settings, show_progress=not args.quiet)
         print(render_summary(summary))
         print(f"output: {settings.run_dir}")
-        return finish_shard(settings) if settings.shard else EXIT_OK
+        return finish_shard(settings, settings.shard) if settings.shard else EXIT_OK
     except (ValueError, AnnotateInputError, RunStoreError, BackendError, JudgeError,
             OSError) as error:
         print(f"p2r-train annotate: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
 
 
-def finish_shard(settings: AnnotateSettings) -> int:
-    """After a shard: merge all shards into OUTPUT when every one has finished."""
+def finish_shard(settings: AnnotateSettings, shard: Shard) -> int:
+    """After shard ``shard``: merge all shards into OUTPUT when every one has finished."""
     from p2r_train.cot.pipeline import merge_shards
     from p2r_train.cot.report import render_summary
 
-    merged = merge_shards(settings, settings.shard[1])
+    merged = merge_shards(settings, shard[1])
     if merged is None:
         print("other shards are not finished yet; the last one to finish merges them")
         return EXIT_OK
-    print(f"all {settings.shard[1]} shards finished; merged into {settings.output}")
+    print(f"all {shard[1]} shards finished; merged into {settings.output}")
     print(render_summary(merged))
     return EXIT_OK
 

@@ -132,6 +132,8 @@ def visual_forward_kwargs(model: torch.nn.Module, visuals: Sequence[VisualInput]
     for kind, rows in (("video", videos), ("image", images)):
         if rows:
             pooled = tuple(features[id(v)] for v in rows)
-            encoder_outputs[kind] = BaseModelOutputWithPooling(pooler_output=pooled)
+            # annotated as one tensor; the Qwen-VL models keep one per video there (torch.split)
+            encoder_outputs[kind] = BaseModelOutputWithPooling(
+                pooler_output=pooled)  # type: ignore[arg-type]
     kwargs["mm_encoder_outputs"] = encoder_outputs
     return kwargs

@@ -47,7 +47,7 @@ import re
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import trl
@@ -84,6 +84,7 @@ from p2r_train.tracking.auto_eval_callback import evaluate_final_models
 from p2r_train.tracking.checkpoints import ResumesThroughFromPretrained, resume_target
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
+from trl.trainer.grpo_trainer import RewardFunc
 from trl.trainer.utils import pad
 
 from p2r_eval.core.items import item_from_row
@@ -123,14 +124,30 @@ class RewardColumn:
         self.trainer = trainer
 
     def __call__(self, prompts: Any, completions: Any, completion_ids: Any, **_: Any
-                 ) -> list[float]:
-        return self.trainer.reward_table.column(self.__name__)
+                 ) -> list[float | None]:
+        return list(self.trainer.scored_table().column(self.__name__))
+
+
+def _dict_setting(value: dict[str, Any] | str | None, name: str) -> dict[str, Any] | None:
+    """A dict-valued training argument. The arguments parse a JSON object given as a string
+    when they are built; any other string is a mistake, reported here."""
+    if isinstance(value, str):
+        raise TypeError(f"the training argument {name} must be a dict (or a JSON object), "
+                        f"got {value!r}")
+    return value
+
+
+def _resolved_padding(value: int | str | None) -> int | None:
+    """``pad_to_multiple_of`` once ``GRPOConfig`` has resolved ``'auto'`` to a number or None."""
+    if isinstance(value, str):
+        raise TypeError(f"pad_to_multiple_of={value!r} was not resolved by GRPOConfig")
+    return value
 
 
 def _suppressing_placeholders(args: GRPOConfig, model_config: Any) -> GRPOConfig:
     """``args`` with the vision placeholder ids added to the sampling's suppressed tokens
     (a sampled ``<|video_pad|>`` would break the next forward)."""
-    kwargs = dict(args.generation_kwargs or {})
+    kwargs = dict(_dict_setting(args.generation_kwargs, "generation_kwargs") or {})
     suppressed = set(kwargs.get("suppress_tokens") or []) | set(placeholder_token_ids(model_config))
     kwargs["suppress_tokens"] = sorted(suppressed)
     args.generation_kwargs = kwargs
@@ -155,6 +172,8 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
     tower fixed, and then its features are computed once per prompt per rollout.
     """
 
+    args: GRPOConfig  # transformers' Trainer declares TrainingArguments
+
     def __init__(self, model: Any, args: GRPOConfig, train_dataset: Any, processing_class: Any,
                  *, builder: RequestBuilder, design: RewardDesign | None = None,
                  judge: Any = None, freeze_vision: bool = False, **kwargs: Any) -> None:
@@ -170,7 +189,7 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         self._pending_perception: Any = None
         self._gathered_rewards: torch.Tensor | None = None
         self._batch: tuple[list, list[str], list] = ([], [], [])
-        columns = [RewardColumn(name, self) for name in self.design.components]
+        columns: list[RewardFunc] = [RewardColumn(name, self) for name in self.design.components]
         if not args.use_vllm:
             args = _suppressing_placeholders(args, _model_config(model))
         args.remove_unused_columns = False  # rewards and media read the item columns
@@ -178,26 +197,47 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
                          train_dataset=train_dataset, processing_class=processing_class, **kwargs)
         self.reward_weights = torch.tensor([self.design.weight(n) for n in self.design.components])
         processor = training_processor(processing_class, builder.policy)
-        self.data_collator = RolloutCollator(processor, builder, keep_requests=args.use_vllm)
+        # transformers types a collator as returning a dict; GRPO's return the rows (TRL's too)
+        self.data_collator = RolloutCollator(  # type: ignore[assignment]
+            processor, builder, keep_requests=args.use_vllm)
         self.perception_judge = PerceptionJudge(judge) if judge is not None else None
         self.token_pieces = TokenPieces(self._tokenizer)
         self.stop_tokens = StopTokens(end=frozenset(self.eos_token_ids),
                                       pad=self._tokenizer.pad_token_id)
         if freeze_vision:
-            freeze_vision_tower(self.model)
+            freeze_vision_tower(self._policy())
         self.video_rollouts = (
             VideoRollouts(self.vllm_generation.llm, processor, self._rollout_sampling(args))
             if args.use_vllm else None
         )
 
     def _rollout_sampling(self, args: GRPOConfig) -> RolloutSampling:
+        if self.max_completion_length is None:
+            raise ValueError("PA-GRPO's vLLM rollouts need a max_completion_length")
         return RolloutSampling(
             temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
             min_p=self.min_p or 0.0, repetition_penalty=self.repetition_penalty,
             max_tokens=self.max_completion_length, end_ids=frozenset(self.eos_token_ids),
             suppressed_ids=frozenset(placeholder_token_ids(_model_config(self.model))),
-            extra=dict(args.generation_kwargs or {}),
+            extra=dict(_dict_setting(args.generation_kwargs, "generation_kwargs") or {}),
         )
+
+    def _policy(self) -> torch.nn.Module:
+        if self.model is None:
+            raise RuntimeError("PAGRPOTrainer has no model")
+        return self.model
+
+    def scored_table(self) -> RewardTable:
+        """The current batch's reward table (computed in ``_calculate_rewards``)."""
+        if self.reward_table is None:
+            raise RuntimeError("the batch's rewards were read before the batch was scored")
+        return self.reward_table
+
+    def _scored_rewards(self) -> torch.Tensor:
+        """The whole (gathered) batch's reward matrix (N, components)."""
+        if self._gathered_rewards is None:
+            raise RuntimeError("the batch's rewards were read before the batch was scored")
+        return self._gathered_rewards
 
     # -- visuals ----------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -226,10 +266,11 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         with self._visuals(visuals):
             output = super()._generate_and_score_completions(inputs)
         output["visuals"] = visuals
-        output["advantages"] = self._advantages(output["completion_ids"].shape[1])
-        lengths = self._gathered_lengths()
-        self._log_process_metrics(lengths)
-        self._log_advantages(lengths)
+        table, rewards = self.scored_table(), self._scored_rewards()
+        output["advantages"] = self._advantages(table, rewards, output["completion_ids"].shape[1])
+        lengths = self._gathered_lengths(table)
+        self._log_process_metrics(table, rewards, lengths)
+        self._log_advantages(rewards, lengths)
         return output
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict]:
@@ -240,20 +281,24 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
                               has_tool_images: bool = False
                               ) -> tuple[list[list[int]], list[list[float]] | None]:
         if self.video_rollouts is not None:
-            return self._generate_with_vllm()
+            return self._generate_with_vllm(self.video_rollouts)
+        if self._forward_visuals is None:
+            raise RuntimeError("sampling outside a rollout: the prompts have no visuals")
         device = self.accelerator.device
         prompts = [torch.tensor(ids) for ids in prompt_ids]
+        multiple = _resolved_padding(self.pad_to_multiple_of)
         input_ids = pad(prompts, padding_value=self._tokenizer.pad_token_id, padding_side="left",
-                        pad_to_multiple_of=self.pad_to_multiple_of).to(device)
+                        pad_to_multiple_of=multiple).to(device)
         attention_mask = pad([torch.ones_like(p) for p in prompts], padding_value=0,
-                             padding_side="left", pad_to_multiple_of=self.pad_to_multiple_of
-                             ).to(device)
+                             padding_side="left", pad_to_multiple_of=multiple).to(device)
+        checkpointing = _dict_setting(self.args.gradient_checkpointing_kwargs,
+                                      "gradient_checkpointing_kwargs")
         with (
             unwrap_model_for_generation(
                 self.model_wrapped, self.accelerator,
                 gather_deepspeed3_params=self.args.ds3_gather_for_generation,
                 generation_kwargs=self.generation_kwargs,
-                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+                gradient_checkpointing_kwargs=checkpointing,
             ) as unwrapped,
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
@@ -265,14 +310,15 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         completions = sequences[:, input_ids.shape[1]:].tolist()
         return [self._through_first_end(ids) for ids in completions], None
 
-    def _generate_with_vllm(self) -> tuple[list[list[int]], list[list[float]]]:
+    def _generate_with_vllm(self, rollouts: VideoRollouts
+                            ) -> tuple[list[list[int]], list[list[float]]]:
         """The batch's completions and their sampling log-probabilities from vLLM, with the
         policy's weights copied into the engine first at each new step (as TRL does)."""
         if self.state.global_step != self._last_loaded_step:
             self.vllm_generation.sync_weights()
             self._last_loaded_step = self.state.global_step
         requests = [row["rollout"].request for row in self._rollout_rows]
-        return self.video_rollouts.generate(requests)
+        return rollouts.generate(requests)
 
     def _through_first_end(self, token_ids: list[int]) -> list[int]:
         """Sampled ids up to and including the first end-of-sequence id."""
@@ -345,42 +391,49 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         return self._gathered_rewards
 
     # -- advantages ---------------------------------------------------------------------------
+    def _training(self) -> bool:
+        return self._policy().training
+
     def _group_size(self) -> int:
-        return self.num_generations if self.model.training else self.num_generations_eval
+        size = self.num_generations if self._training() else self.num_generations_eval
+        if size is None:
+            raise RuntimeError("GRPOTrainer set no number of generations per prompt")
+        return size
 
     def _local_rows(self) -> slice:
         count = len(self._rollout_rows)
         return slice(self.accelerator.process_index * count,
                      (self.accelerator.process_index + 1) * count)
 
-    def _advantages(self, width: int) -> torch.Tensor:
+    def _advantages(self, table: RewardTable, rewards: torch.Tensor, width: int
+                    ) -> torch.Tensor:
         """This process's rows of :func:`design_advantages` over the whole (gathered) batch."""
-        spans = span_table(self.reward_table.splits, self.accelerator.device)
+        spans = span_table(table.splits, self.accelerator.device)
         advantages = design_advantages(
-            self._gathered_rewards, self.design, self.accelerator.gather(spans), width,
+            rewards, self.design, self.accelerator.gather(spans), width,
             self._group_size(), scale=self.scale_rewards,
         )
         return advantages[self._local_rows()]
 
     # -- metrics ------------------------------------------------------------------------------
-    def _gathered_lengths(self) -> torch.Tensor:
+    def _gathered_lengths(self, table: RewardTable) -> torch.Tensor:
         """(N, 2) perception and reasoning token counts of the whole (gathered) batch."""
         lengths = torch.tensor([[s.perception_tokens, s.reasoning_tokens]
-                                for s in self.reward_table.splits],
+                                for s in table.splits],
                                dtype=torch.float32, device=self.accelerator.device)
         return self.accelerator.gather(lengths)
 
-    def _log_advantages(self, lengths: torch.Tensor) -> None:
+    def _log_advantages(self, rewards: torch.Tensor, lengths: torch.Tensor) -> None:
         """Replace what TRL logged about its own advantages (of the summed reward) by the
         advantages this design trains with: ``reward_std`` (per process for PA-GRPO),
         ``frac_reward_zero_std``, and the completions table's advantages (for PA-GRPO each
         completion's mean over its tokens, with both process advantages as columns). Warn
         when every group collapsed: every advantage is 0, so the policy gradient is too."""
-        mode = "train" if self.model.training else "eval"
+        mode = "train" if self._training() else "eval"
         metrics = self._metrics[mode]
         for key in ("reward_std", "frac_reward_zero_std"):
             _drop_last(metrics, key)
-        spread = spread_metrics(self._gathered_rewards, self.design, self._group_size())
+        spread = spread_metrics(rewards, self.design, self._group_size())
         for key, value in spread.items():
             metrics[key].append(value)
         if mode == "train" and spread["frac_reward_zero_std"] == 1.0:
@@ -388,21 +441,25 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
                 "step %d: every group's completions got equal rewards (100%% advantage "
                 "collapse): all advantages are 0 and the policy gradient is zero (only the KL "
                 "term, if any, moves the model)", self.state.global_step + 1)
-        advantages = process_advantage_values(self._gathered_rewards, self.design,
-                                              self._group_size(), scale=self.scale_rewards)
-        _replace_tail(self._logs["advantages"], mean_advantages(advantages, lengths).tolist())
+        advantages = process_advantage_values(rewards, self.design, self._group_size(),
+                                              scale=self.scale_rewards)
+        # TRL's completions log: a dict literal of deques (and defaultdicts of deques), which
+        # mypy infers as a dict of Collection
+        completions_log = cast("dict[str, Any]", self._logs)
+        _replace_tail(completions_log["advantages"], mean_advantages(advantages, lengths).tolist())
         if len(advantages) > 1:
             for name, values in advantages.items():
-                self._logs["extra"][f"advantage/{name}"].extend(values.tolist())
+                completions_log["extra"][f"advantage/{name}"].extend(values.tolist())
 
-    def _log_process_metrics(self, lengths: torch.Tensor) -> None:
-        mode = "train" if self.model.training else "eval"
+    def _log_process_metrics(self, table: RewardTable, rewards: torch.Tensor,
+                             lengths: torch.Tensor) -> None:
+        mode = "train" if self._training() else "eval"
         metrics = self._metrics[mode]
         group_size = self._group_size()
-        total = total_reward(self._gathered_rewards, self.design)
+        total = total_reward(rewards, self.design)
         metrics["collapse/total"].append(collapsed_groups(total, group_size).float().mean().item())
         if not self.design.process_agnostic:
-            perception, reasoning = process_rewards(self._gathered_rewards, self.design)
+            perception, reasoning = process_rewards(rewards, self.design)
             for name, values in (("perception", perception), ("reasoning", reasoning)):
                 _append_known(metrics, f"rewards/{name}/mean", _nanmean(values))
                 metrics[f"collapse/{name}"].append(
@@ -410,19 +467,20 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         metrics["tokens/perception"].append(lengths[:, 0].mean().item())
         metrics["tokens/reasoning"].append(lengths[:, 1].mean().item())
         device = self.accelerator.device
-        mismatch = self.accelerator.gather(self._mismatch_counts().to(device)).view(-1, 2).sum(0)
+        mismatch = self.accelerator.gather(self._mismatch_counts(table).to(device)
+                                           ).view(-1, 2).sum(0)
         if mismatch[1] > 0:  # else no completion had a think and an answer to compare
             metrics["think_answer_mismatch"].append((mismatch[0] / mismatch[1]).item())
         if self.perception_judge is not None:
             metrics["judge/failures"].append(float(self.perception_judge.failures))
 
-    def _mismatch_counts(self) -> torch.Tensor:
+    def _mismatch_counts(self, table: RewardTable) -> torch.Tensor:
         """(mismatches, judged) over this process's completions."""
         from p2r_eval.report.analysis import think_answer_mismatch
 
         items = self._batch[0]
         flags = [think_answer_mismatch(text, item.answer_type, item.options)
-                 for text, item in zip(self.reward_table.texts, items, strict=True)]
+                 for text, item in zip(table.texts, items, strict=True)]
         judged = [flag for flag in flags if flag is not None]
         return torch.tensor([float(sum(judged)), float(len(judged))])
 

@@ -60,6 +60,8 @@ def build_sft_trainer(model: str, config: Any, rows: list[dict[str, Any]], *,
         callbacks=callbacks,
     )
     if freeze_vision:
+        if trainer.model is None:
+            raise RuntimeError(f"SFTTrainer loaded no model from {model}")
         freeze_vision_tower(trainer.model)
     return trainer
 

@@ -28,21 +28,25 @@ class CheckpointEvaluator(TrainerCallback):
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait(self) -> None:
+        """Wait for the last evaluation launched, if any, to end."""
+        if self.process is not None:
+            self.process.wait()
+
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero and self.settings.when == "during" and not self.running():
             self.process = self.launch()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.is_world_process_zero and self.running():
-            self.process.wait()
+        if state.is_world_process_zero:
+            self.wait()
 
     def evaluate_final(self) -> None:
         """The last pass, once the final model is saved at the run folder's root (after
         ``on_train_end``): it evaluates whatever is left, the final model included."""
-        if self.running():
-            self.process.wait()
+        self.wait()
         self.process = self.launch()
-        self.process.wait()
+        self.wait()
 
 
 def evaluate_final_models(trainer: Any, callbacks: list | None) -> None:

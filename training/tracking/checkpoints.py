@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2r_eval.eval.checkpoints import checkpoint_complete
 
@@ -73,7 +73,13 @@ def keep_used_weight_conversions(model: Any) -> None:
         model._weight_conversions = [c for c in conversions if c.was_used()]
 
 
-class ResumesThroughFromPretrained:
+if TYPE_CHECKING:
+    from transformers import Trainer as _Trainer
+else:  # a mixin: the trainer class it is mixed into comes after it
+    _Trainer = object
+
+
+class ResumesThroughFromPretrained(_Trainer):
     """Trainer mixin: a resumed run gets its weights through ``from_pretrained``, and every
     checkpoint is written under the key names the model was loaded with (also under ZeRO-3)."""
 
@@ -83,8 +89,15 @@ class ResumesThroughFromPretrained:
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         target = model if model is not None else self.model
+        if target is None:
+            raise RuntimeError(f"no model to load {resume_from_checkpoint} into")
         if self.is_fsdp_enabled or hasattr(target, "peft_config"):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             return
+        from transformers import PreTrainedModel
+
+        if not isinstance(target, PreTrainedModel):
+            raise TypeError(f"resuming through from_pretrained needs a transformers model, "
+                            f"got {type(target).__name__}")
         saved = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
         target.load_state_dict(saved.state_dict(), strict=True)
