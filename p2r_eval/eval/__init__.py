@@ -1,2 +1,3 @@
-"""Running an evaluation: the main command's flow, the evaluation loop, the run store,
-shards, the perception probe, and scoring every checkpoint of a training run."""
+"""Running an evaluation: the main command's flow, the evaluation loop, batched generation
+(shared with p2r-train's annotation), the run store, shards, the perception probe, and
+scoring every checkpoint of a training run."""

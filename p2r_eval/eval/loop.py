@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,6 +31,7 @@ from p2r_eval.core.prompts import (
 )
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.core.template import parse
+from p2r_eval.eval.generation import batched, generate_isolated
 from p2r_eval.eval.run_identity import (
     RESUMABLE_SETTINGS,
     RunIdentity,
@@ -134,38 +135,6 @@ def error_record(item: Item, message: str) -> dict[str, Any]:
 
 def _jsonable_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, type(None)))}
-
-
-def generate_isolated(
-    backend: Backend, ready: Sequence[tuple[Item, Request]]
-) -> Iterator[tuple[Item, str | None, str | None]]:
-    """Yield ``(item, output, error)``; a backend failure on a batch is retried item by item,
-    so one bad item cannot take its batch mates down with it."""
-    try:
-        outputs = backend.generate([request for _, request in ready])
-    except Exception as error:  # any backend failure becomes per-item errors
-        if len(ready) == 1:
-            item = ready[0][0]
-            yield item, None, f"{item.task}/{item.id}: {type(error).__name__}: {error}"
-            return
-        for pair in ready:
-            yield from generate_isolated(backend, [pair])
-        return
-    for (item, _), output in zip(ready, outputs, strict=True):
-        yield item, output, None
-
-
-def batched(
-    stream: Iterable[tuple[Item, Request | MediaError]], size: int
-) -> Iterator[list[tuple[Item, Request | MediaError]]]:
-    batch: list[tuple[Item, Request | MediaError]] = []
-    for pair in stream:
-        batch.append(pair)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def pending_items(

@@ -36,6 +36,9 @@ RESULTS_FILE = "results.json"
 SAMPLES_DIR = "samples"
 VERDICTS_DIR = "verdicts"
 LOCK_FILE = ".lock"
+MERGE_WAIT_S = 600.0
+"""How long a merge of shards waits for another merge of the same folder in progress (two
+shards finishing together both merge, to the same result): ``exclusive(wait_s=...)``."""
 
 
 class RunStoreError(RuntimeError):

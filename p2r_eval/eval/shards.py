@@ -20,11 +20,9 @@ from typing import Any
 
 from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.core.items import Item
-from p2r_eval.eval.runstore import RunStore, RunStoreError
+from p2r_eval.eval.runstore import MERGE_WAIT_S, RunStore, RunStoreError
 
 Shard = tuple[int, int]
-MERGE_WAIT_S = 600.0
-"""How long a merge waits for another one in progress (two shards finishing together)."""
 
 
 def parse_shard(text: str) -> Shard | None:

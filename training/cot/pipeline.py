@@ -55,9 +55,8 @@ from tqdm import tqdm
 from p2r_eval.core import provenance
 from p2r_eval.core.items import Item
 from p2r_eval.core.scoring import extract_answer
-from p2r_eval.eval.loop import batched, generate_isolated
-from p2r_eval.eval.runstore import RunStoreError
-from p2r_eval.eval.shards import MERGE_WAIT_S
+from p2r_eval.eval.generation import batched, generate_isolated
+from p2r_eval.eval.runstore import MERGE_WAIT_S, RunStoreError
 from p2r_eval.judge import (
     SUFFICIENCY_PROMPT_VERSION,
     Judge,
@@ -222,8 +221,9 @@ class SufficiencyWorker:
             self._slots.release()
 
     def _keep_error(self, future: Future) -> None:
-        if future.exception() is not None:
-            self._errors.append(future.exception())
+        error = future.exception()
+        if error is not None:
+            self._errors.append(error)
 
     def _raise_stored_error(self) -> None:
         if self._errors:
@@ -328,7 +328,7 @@ class AnnotationRun:
             self.judging = self.sufficiency_judging(judge)
         try:
             for record in plan.judge:
-                self.judging.submit(record, self.state["generate"][record.id]["output"])
+                self._submit_for_judging(record, self.state["generate"][record.id]["output"])
             for record in plan.verify:
                 self.verify(record)
             self.generate(plan.generate)
@@ -338,6 +338,11 @@ class AnnotationRun:
             raise
         if self.judging is not None:
             self.judging.close()
+
+    def _submit_for_judging(self, record: VQARecord, output: str) -> None:
+        if self.judging is None:
+            raise RuntimeError(f"{record.id}: due for the judge, but this run has no judge")
+        self.judging.submit(record, output)
 
     def sufficiency_judging(self, judge: Judge) -> SufficiencyWorker | BatchedSufficiency:
         """Live concurrent calls, or one Message Batch at the end (``--judge-batch``)."""
