@@ -49,7 +49,10 @@ def test_frame_cache_hit_returns_the_decoded_frames(tiny_video, tmp_path):
 
 def test_frame_cache_keys_on_content_and_policy(tiny_video, tmp_path):
     cache = FrameCache(tmp_path / "cache")
-    sampler = lambda p, pol: sample_frames(p, policy=pol)  # noqa: E731
+
+    def sampler(path, policy):
+        return sample_frames(path, policy=policy)
+
     cache.get_or_sample(tiny_video, POLICY, sampler)
     copy = tmp_path / "renamed.mp4"
     shutil.copy(tiny_video, copy)
