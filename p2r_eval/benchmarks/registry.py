@@ -87,6 +87,21 @@ class SourceSpec:
     split: str | None = None
     hub: dict[str, Any] | None = None
 
+    def hub_settings(self) -> dict[str, Any]:
+        if self.hub is None:
+            raise ValueError(f"the {self.format} source has no hub settings")
+        return self.hub
+
+    def annotation_file(self, root: Path) -> Path:
+        if self.file is None:
+            raise ValueError(f"the {self.format} source names no annotation file")
+        return root / self.file
+
+    def media_folder(self, root: Path) -> Path:
+        if self.folder is None:
+            raise ValueError(f"the {self.format} source names no folder")
+        return root / self.folder
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -310,15 +325,15 @@ def load_task(name: str, data_root: Path | None = None, source_format: str | Non
         disabled = "" if hub_source is None else f"; hub fallback off ({HUB_SWITCH}=0)"
         raise DataNotFoundError(str(root), f"{name}: {expected_layout(spec, formats)}{disabled}")
     try:
-        check_hub_reachable(f"the {name} annotations ({hub_source.hub['path']})")
-        annotations = read_hub(hub_source.hub, name)
+        check_hub_reachable(f"the {name} annotations ({hub_source.hub_settings()['path']})")
+        annotations = read_hub(hub_source.hub_settings(), name)
     except HubUnreachableError as error:
         raise DataNotFoundError(str(root), f"{name}: {expected_layout(spec, formats)}; "
                                            f"then {error}") from None
     except DataNotFoundError as error:
         raise DataNotFoundError(str(root), f"{name}: {expected_layout(spec, formats)}; "
                                            f"then {error}") from error
-    return _loaded(spec, hub_source, root, root / hub_source.folder, annotations)
+    return _loaded(spec, hub_source, root, hub_source.media_folder(root), annotations)
 
 
 def hub_fallback_enabled() -> bool:
@@ -330,11 +345,11 @@ def local_annotations(source: SourceSpec, root: Path
                       ) -> tuple[Path, list[AnnotationSource]] | None:
     """The media folder and the annotation sources of ``source`` under ``root``, if any."""
     if source.format == "video-r1":
-        path = root / source.file
+        path = source.annotation_file(root)
         if not path.is_file():
             return None
         return root, [read_annotation_file(path, data_root=root, folder=root)]
-    folder = root / source.folder
+    folder = source.media_folder(root)
     if not folder.is_dir():
         return None
     for pattern in source.annotations:

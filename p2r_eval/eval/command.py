@@ -40,7 +40,7 @@ from p2r_eval.eval.loop import (
 )
 from p2r_eval.eval.run_identity import partially_scored, task_data_identity, uses_demo_suite
 from p2r_eval.eval.runstore import RunStore, RunStoreError
-from p2r_eval.eval.shards import merge_shards, parse_shard, shard_dir
+from p2r_eval.eval.shards import Shard, merge_shards, parse_shard, shard_dir
 from p2r_eval.judge.base import JudgeError
 from p2r_eval.media.requests import DecodePool
 from p2r_eval.media.video import usable_cores
@@ -149,7 +149,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
     except (RunStoreError, AnnotationError, FileNotFoundError) as error:
         print(f"p2r-eval: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
-    if finished_run(previous, settings, task_data, judging=args.judge != "none"):
+    if previous is not None and finished_run(previous, settings, task_data,
+                                             judging=args.judge != "none"):
         print(f"{run_folder}: this run is already finished; nothing to do.")
         results = previous
     else:
@@ -175,7 +176,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                   "command to resume", file=sys.stderr)
             return EXIT_INTERRUPTED
     if settings.shard:
-        return finish_shard(results, output, settings)
+        return finish_shard(results, output, settings.shard, settings)
     return finish(results, output, settings)
 
 
@@ -251,9 +252,10 @@ def run_checkpoints_command(settings: EvalSettings, args: argparse.Namespace) ->
     return EXIT_OK if evaluated else EXIT_ALL_FAILED
 
 
-def finish_shard(results: dict[str, Any], output: Path, settings: EvalSettings) -> int:
-    """Report a finished shard; the last shard to finish merges them all."""
-    index, count = settings.shard
+def finish_shard(results: dict[str, Any], output: Path, shard: Shard,
+                 settings: EvalSettings) -> int:
+    """Report finished shard ``shard``; the last shard to finish merges them all."""
+    index, count = shard
     print(f"shard {index}/{count} finished")
     try:
         merged = merge_shards(output, count)
@@ -262,7 +264,7 @@ def finish_shard(results: dict[str, Any], output: Path, settings: EvalSettings) 
         return EXIT_CANNOT_START
     if merged is None:
         print("other shards are still running; the last one to finish merges them")
-        return finish(results, shard_dir(output, settings.shard), settings, leaderboards=False)
+        return finish(results, shard_dir(output, shard), settings, leaderboards=False)
     return finish(merged, output, settings)
 
 

@@ -303,12 +303,12 @@ def evaluate_task(
             if isinstance(request, MediaError):
                 writer.write_error(item, str(request))
         ready = [(item, request) for item, request in batch if isinstance(request, Request)]
-        generated = []
+        generated: list[tuple[Item, str]] = []
         for item, output, error in generate_isolated(backend, ready) if ready else ():
-            if error is None:
+            if output is not None:
                 generated.append((item, output))
             else:
-                writer.write_error(item, error)
+                writer.write_error(item, str(error))
         writer.write_outputs(generated)
     bar.close()
     # The score describes the samples file, not this process's memory of it: a file deleted
@@ -513,14 +513,15 @@ def run_evaluation(
         data_files = {
             path: digest for task in loaded_tasks for path, digest in task.data_files.items()
         }
-        model = {"spec": settings.model_spec, "name": model_display_name(settings.model_spec),
-                 "fingerprint": backend.fingerprint()}
+        model: dict[str, Any] = {"spec": settings.model_spec,
+                                 "name": model_display_name(settings.model_spec),
+                                 "fingerprint": backend.fingerprint()}
         settings_json = settings_record(settings, data_files)
         settings_json["input_transport"] = input_transport(backend)
         previous = store.read_results()
         task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
         check_resumable(previous, settings_json, task_data, output, model["fingerprint"])
-        results = {
+        results: dict[str, Any] = {
             "schema": RESULTS_SCHEMA,
             "model": model,
             "settings": settings_json,
@@ -539,14 +540,15 @@ def run_evaluation(
             earlier_time = results["tasks"].get(outcome.name, {}).get("wall_time_s") or 0.0
             outcome.entry["wall_time_s"] = round(outcome.entry["wall_time_s"] + earlier_time, 3)
             results["tasks"][outcome.name] = outcome.entry
-            if usage_at_start is not None:
-                results["backend_usage"] = run_usage(backend_usage(backend), usage_at_start,
+            usage_now = backend_usage(backend)
+            if usage_at_start is not None and usage_now is not None:
+                results["backend_usage"] = run_usage(usage_now, usage_at_start,
                                                      (previous or {}).get("backend_usage") or {})
             store.write_results(results)
             analysis_sections.append(f"## {outcome.name}\n\n{outcome.analysis_markdown}\n")
             if on_task_done:
                 on_task_done(results)
-        if judge is not None:
+        if judge is not None and grading is not None and judge_usage_at_start is not None:
             earlier_usage = ((previous or {}).get("judge") or {}).get("usage") or {}
             usage = run_usage(judge.usage().as_dict(), judge_usage_at_start, earlier_usage)
             results["judge"] = {"config": judge.describe(), "usage": usage,

@@ -123,8 +123,9 @@ def plot_scores_by_step(
         steps, values = zip(*[(s, v) for s, v in points if v is not None], strict=True)
         axes.plot(steps, values, marker="o", color=MEASURED_COLORS[0], label="measured")
         for index, (name, row) in enumerate(references.items()):
-            if row.get(benchmark) is not None:
-                axes.axhline(row[benchmark], linestyle="--", linewidth=1,
+            reference = row.get(benchmark)
+            if reference is not None:
+                axes.axhline(reference, linestyle="--", linewidth=1,
                              color=PAPER_COLORS[(index + 1) % len(PAPER_COLORS)],
                              label=f"{name} (paper)")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -140,8 +141,8 @@ def plot_scores_by_step(
 
 
 def _draw_series(axes, offsets: np.ndarray, width: float, one: BarSeries, color: str) -> None:
-    present = [i for i, value in enumerate(one.values) if value is not None]
-    heights = [float(one.values[i]) for i in present]
+    bars = [(i, float(value)) for i, value in enumerate(one.values) if value is not None]
+    present, heights = [i for i, _ in bars], [height for _, height in bars]
     axes.bar(
         offsets[present],
         heights,

@@ -14,6 +14,7 @@ the demo model (trained on the toy suite's training split) has never seen.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import shutil
 import zlib
 from pathlib import Path
@@ -41,7 +42,7 @@ def demo_version() -> str:
     digest.update(repr((VIDEO_FPS, VIDEO_SIZE, FRAMES_PER_FOLDER)).encode())
     digest.update(Path(synthetic_media.__file__).read_bytes())
     for module in (toy_suite, toy_scenes):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(inspect.getfile(module)).read_bytes())
     digest.update(str(TOY_ITEMS).encode())
     return digest.hexdigest()[:16]
 

@@ -247,8 +247,9 @@ def answer_word_from_observation(kind: str, colour: str | None, observation: str
         return str(listed.count(colour)) if listed and set(listed) <= set(COLOURS) else None
     if kind == "direction":
         match = _DIRECTION_FACTS.search(observation)
-        edges = (match.group(1).lower(), match.group(2).lower()) if match else None
-        return _END_TO_DIRECTION.get(edges)
+        if not match:
+            return None
+        return _END_TO_DIRECTION.get((match.group(1).lower(), match.group(2).lower()))
     if kind == "order":
         match = _ORDER_FACTS.search(observation)
         first = match.group(1).lower() if match else None
