@@ -597,7 +597,7 @@ def write_final_files(
     summary["settings"] = run_info["settings"]
     summary["wall_time_s"] = run_info["wall_time_s"]
     summary["this_run_wall_time_s"] = round(this_run_s, 3)
-    store.write_json(SUMMARY_FILE, summary)
+    store.write_named_json(SUMMARY_FILE, summary)
     return summary
 
 
@@ -616,7 +616,7 @@ def merge_shards(settings: AnnotateSettings, count: int) -> dict[str, Any] | Non
     step logs together give the final files of the whole selection, in input order. Returns
     the merged summary, or None while a shard is missing or unfinished."""
     shards = [AnnotationStore(shard_folder(settings.output, (i, count))) for i in range(count)]
-    summaries = [store.read_json(SUMMARY_FILE) for store in shards]
+    summaries = [store.read_named_json(SUMMARY_FILE) for store in shards]
     if any(summary is None or not summary.get("complete") for summary in summaries):
         return None
     infos = [store.read_run_info() or {} for store in shards]

@@ -61,12 +61,12 @@ class AnnotationStore(RunStore):
 
     def read_run_info(self) -> dict[str, Any] | None:
         """run.json (settings, teacher and judge identity), None before the first run."""
-        info = self.read_json(self.results_path)
+        info = self.read_named_json(RUN_FILE)
         return info if isinstance(info, dict) else None
 
     def write_run_info(self, info: dict[str, Any]) -> None:
         """Atomically replace run.json."""
-        self.write_json(self.results_path, info)
+        self.write_named_json(RUN_FILE, info)
 
     def load_state(self) -> StepState:
         """Every step's entries by item id (a later line for an id supersedes an earlier)."""
@@ -109,10 +109,12 @@ class AnnotationStore(RunStore):
         os.replace(temporary, path)
         return count
 
-    def write_json(self, name: str, data: dict[str, Any]) -> None:
+    def write_named_json(self, name: str, data: dict[str, Any]) -> None:
+        """Atomically replace the folder's JSON file ``name``."""
         write_text_atomically(self.root / name, json_text(data, indent=2) + "\n")
 
-    def read_json(self, name: str) -> dict[str, Any] | None:
+    def read_named_json(self, name: str) -> dict[str, Any] | None:
+        """The folder's JSON file ``name``, None when it does not exist."""
         path = self.root / name
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
