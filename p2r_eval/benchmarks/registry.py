@@ -56,6 +56,7 @@ __all__ = [
     "demo_data_root",
     "known_task_names",
     "load_task",
+    "own_leaderboards",
     "paper_task_names",
     "resolve_task_names",
     "task_spec",
@@ -179,6 +180,14 @@ def paper_task_names() -> tuple[str, ...]:
     columns = {name: data["paper_column"] for name, (_, data)
                in _discovered(task_folders()).items() if data.get("paper_column") is not None}
     return tuple(sorted(columns, key=columns.__getitem__))
+
+
+def own_leaderboards() -> dict[str, str]:
+    """Tasks outside the paper whose YAML names a leaderboard table of their own
+    (``leaderboard: toy``, i.e. ``leaderboards/toy.yaml``): task -> table. A run that scored
+    such a task is a row of that table too."""
+    return {name: data["leaderboard"] for name, (_, data) in _discovered(task_folders()).items()
+            if data.get("leaderboard")}
 
 
 def known_task_names() -> tuple[str, ...]:

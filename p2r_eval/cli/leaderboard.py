@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from p2r_eval.benchmarks.registry import own_leaderboards
 from p2r_eval.core.stats import DEFAULT_CI_RESAMPLES, DEFAULT_TEST_RESAMPLES
 from p2r_eval.eval.runstore import RunStoreError
 from p2r_eval.report.compare import compare_runs, render_comparison
 from p2r_eval.report.leaderboard import write_leaderboards
 from p2r_eval.report.markdown import render_markdown
 from p2r_eval.report.measured import measured_rows
-from p2r_eval.report.tables import OWN_TABLES, TABLE_NAMES, LeaderboardError, load_table
+from p2r_eval.report.tables import TABLE_NAMES, LeaderboardError, load_table
 
 LEADERBOARD_HELP = """\
 Render the paper's tables as markdown, with runs added as measured rows.
@@ -54,7 +55,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     board.add_argument(
         "--table",
-        choices=[*TABLE_NAMES, *OWN_TABLES.values(), "both"],
+        choices=[*TABLE_NAMES, *own_leaderboards().values(), "both"],
         default="main",
         help="which table (default: main)",
     )

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.benchmarks.registry import load_task
+from p2r_eval.benchmarks.registry import load_task, own_leaderboards
 from p2r_eval.eval.loop import EvalSettings, finished_run, run_evaluation
 from p2r_eval.eval.run_identity import task_data_identity
 from p2r_eval.eval.runstore import RunStore, RunStoreError
@@ -216,14 +216,14 @@ def write_checkpoint_reports(run_dir: Path, evaluated: list[tuple[int, Path]]) -
     """The leaderboard with a row per checkpoint and the scores-by-step plot."""
     from p2r_eval.report.leaderboard import write_leaderboards
     from p2r_eval.report.plots import plot_scores_by_step
-    from p2r_eval.report.tables import OWN_TABLES, load_table
+    from p2r_eval.report.tables import load_table
 
     if not evaluated:
         return []
     folder = eval_dir(run_dir)
     scored = {task for _, run in evaluated for task in (RunStore(run).read_results() or {})
               .get("tasks", {})}
-    tables = ["main", *(name for task, name in OWN_TABLES.items() if task in scored)]
+    tables = ["main", *(name for task, name in own_leaderboards().items() if task in scored)]
     paths = [path for name in tables
              for path in write_leaderboards([run for _, run in evaluated], folder / "leaderboards",
                                             name, names=[f"step {step}" for step, _ in evaluated])]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.benchmarks.protocols import PROTOCOLS, aggregation_for
-from p2r_eval.benchmarks.registry import known_task_names
+from p2r_eval.benchmarks.registry import known_task_names, own_leaderboards
 from p2r_eval.core.stats import (
     DEFAULT_CI_RESAMPLES,
     ConfidenceInterval,
@@ -25,7 +25,6 @@ from p2r_eval.media.input_policies import (
     recorded_input_policy,
 )
 from p2r_eval.report.tables import (
-    OWN_TABLES,
     PAPER,
     Column,
     LeaderboardError,
@@ -261,8 +260,9 @@ def _task_intervals(
 
 def tables_of_run(results: dict[str, Any]) -> list[str]:
     """The tables a run is a row of: the paper's main table, and the own table of each
-    non-paper task it scored (the toy suite's)."""
-    return ["main", *(table for task, table in OWN_TABLES.items() if task in results["tasks"])]
+    non-paper task it scored that names one in its YAML (the toy suite's)."""
+    return ["main", *(table for task, table in own_leaderboards().items()
+                      if task in results["tasks"])]
 
 
 

@@ -28,13 +28,13 @@ from typing import Any
 import p2r_leaderboards
 import yaml
 
+from p2r_eval.benchmarks.registry import own_leaderboards
 from p2r_eval.media.input_policies import PAPER_INPUT_POLICY
 
 LEADERBOARD_DIR = Path(p2r_leaderboards.__file__).resolve().parent
 TABLE_NAMES = ("main", "ablation")
-"""The paper's tables (``--table both``)."""
-OWN_TABLES = {"toy": "toy"}
-"""Tables of tasks outside the paper (task -> table): a run that scored the task gets a row."""
+"""The paper's tables (``--table both``); tasks outside the paper may name their own
+(:func:`p2r_eval.benchmarks.registry.own_leaderboards`)."""
 ONE_DECIMAL = Decimal("0.1")
 BEST, SECOND = "best", "second"
 
@@ -127,7 +127,7 @@ def load_table(name: str, directory: Path | None = None) -> Table:
     """Read ``<directory>/<name>.yaml`` (default: the repository's ``leaderboards/``)."""
     path = (directory or LEADERBOARD_DIR) / f"{name}.yaml"
     if not path.exists():
-        known = ", ".join((*TABLE_NAMES, *OWN_TABLES.values()))
+        known = ", ".join((*TABLE_NAMES, *own_leaderboards().values()))
         raise LeaderboardError(f"no leaderboard table {name!r} ({path} missing; known: {known})")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     try:
