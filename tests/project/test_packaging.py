@@ -80,7 +80,7 @@ def test_the_sdist_builds_the_same_packages(built: dict[str, Path]) -> None:
     listed = subprocess.run(["tar", "-tzf", str(built["sdist"])], check=True,
                             capture_output=True, text=True).stdout.split()
     assert any(name.endswith("/tasks/mvbench.yaml") for name in listed)
-    assert any(name.endswith("/training/pa_grpo.py") for name in listed)
+    assert any(name.endswith("/training/rl/pa_grpo.py") for name in listed)
 
 
 def test_commands_run_from_an_unrelated_directory(fresh_venv: Path, tmp_path: Path) -> None:
