@@ -75,7 +75,9 @@ class SourceSpec:
     Video-R1 format: ``file`` in the data root. Authors' format: ``annotations`` (glob
     patterns, first match wins) in ``DATA_ROOT/folder``, TempCompass-style ``nested_keys``,
     the ``split`` of a saved ``DatasetDict`` (default: the hub's), and ``hub`` for
-    ``load_dataset``.
+    ``load_dataset``. ``frame_folder_fps``: the rate the frames of its frame-folder records
+    were taken at (MVBench's episodic_reasoning folders: 3); a frame folder of a source
+    without one fails its item with an error saying so.
     """
 
     format: str
@@ -87,6 +89,7 @@ class SourceSpec:
     nested_keys: tuple[str, ...] = ()
     split: str | None = None
     hub: dict[str, Any] | None = None
+    frame_folder_fps: float | None = None
 
     def hub_settings(self) -> dict[str, Any]:
         if self.hub is None:
@@ -294,7 +297,17 @@ def _source_spec(fmt: str, raw: dict[str, Any], where: str,
         nested_keys=tuple(raw.get("nested_keys", ())),
         split=raw.get("split") or (raw.get("hub") or {}).get("split"),
         hub=raw.get("hub"),
+        frame_folder_fps=_frame_folder_fps(raw.get("frame_folder_fps"), where),
     )
+
+
+def _frame_folder_fps(value: Any, where: str) -> float | None:
+    """A source's ``frame_folder_fps``: ``None`` or a positive number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{where}: frame_folder_fps must be a positive number, got {value!r}")
+    return float(value)
 
 
 def demo_data_root() -> Path:
@@ -373,7 +386,8 @@ def local_annotations(source: SourceSpec, root: Path
 def _loaded(spec: TaskSpec, source: SourceSpec, root: Path, media_folder: Path,
             annotations: list[AnnotationSource]) -> LoadedTask:
     records = [record for annotation in annotations for record in annotation.records]
-    items = build_items(spec.name, records, source.record, MediaBase(media_folder, root),
+    items = build_items(spec.name, records, source.record,
+                        MediaBase(media_folder, root, source.frame_folder_fps),
                         spec.transforms)
     return LoadedTask(
         name=spec.name,

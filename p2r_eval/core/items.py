@@ -25,6 +25,8 @@ class Item:
     ``<answer>…</answer>`` form, which the Video-R1 protocol extracts like a model output.
     ``media`` is the resolved path of the video (or frame folder, or image), ``None`` for
     text-only items. ``meta`` holds the category fields used for breakdowns.
+    ``frame_folder_fps`` is the rate a frame folder's frames were taken at (a fact of the
+    benchmark's data, from its task YAML); ``None`` for every other media type.
     """
 
     task: str
@@ -37,12 +39,16 @@ class Item:
     media_type: str = "video"
     solution: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    frame_folder_fps: float | None = None
 
     def __post_init__(self) -> None:
         if self.answer_type not in ANSWER_TYPES:
             raise ValueError(f"{self.task}/{self.id}: unknown answer type {self.answer_type!r}")
         if self.media_type not in MEDIA_TYPES:
             raise ValueError(f"{self.task}/{self.id}: unknown media type {self.media_type!r}")
+        if self.frame_folder_fps is not None and not self.frame_folder_fps > 0:
+            raise ValueError(f"{self.task}/{self.id}: frame_folder_fps must be positive, got "
+                             f"{self.frame_folder_fps!r}")
         if not self.solution:
             object.__setattr__(self, "solution", f"<answer>{self.answer}</answer>")
 
@@ -84,6 +90,7 @@ def item_to_row(item: Item) -> dict[str, Any]:
         "media_type": item.media_type,
         "solution": item.solution,
         "meta": json.dumps(item.meta, default=str, sort_keys=True),
+        "frame_folder_fps": item.frame_folder_fps,
     }
 
 
@@ -100,4 +107,5 @@ def item_from_row(row: dict[str, Any]) -> Item:
         media_type=row["media_type"],
         solution=row["solution"],
         meta=json.loads(row["meta"]),
+        frame_folder_fps=row["frame_folder_fps"],
     )

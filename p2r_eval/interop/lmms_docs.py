@@ -30,7 +30,7 @@ SCORE_METRIC = "p2r_score"
 DATA_ROOT_VARIABLE = "P2R_DATA_ROOT"
 DOC_KEYS = frozenset({
     "task", "id", "question", "options", "answer", "answer_type", "media", "media_type",
-    "solution", "meta", "prompt_style", "protocol",
+    "solution", "meta", "frame_folder_fps", "prompt_style", "protocol",
 })
 
 

@@ -10,7 +10,9 @@ checks are p2r-eval's (without frame options: the ``video-r1`` input policy).
 
 Each request's visuals (the task's ``doc_to_visual``) become one p2r request: a video path or
 a frame folder is sampled by :func:`~p2r_eval.media.requests.sample_media` (through the frame cache
-when ``frame_cache`` is set), an image path or a PIL image is read as RGB. The prompt is
+when ``frame_cache`` is set; a frame folder at the rate its p2r document carries, and a frame
+folder of another task's document, which names no rate, is an error), an image path or a PIL
+image is read as RGB. The prompt is
 lmms-eval's context. The backend renders the chat and generates exactly as in p2r-eval, in
 batches of ``batch_size``, one task at a time (:func:`task_batches`). Decoding is the
 model's (its model_args) for the whole run: a task asking for another ``max_new_tokens`` or
@@ -97,9 +99,11 @@ def decoding_differences(gen_kwargs: dict[str, Any], decoding: DecodingSettings)
 
 
 def visual_arrays(
-    visuals: Sequence[Any], policy: FramePolicy, frame_cache: Path | None, where: str
+    visuals: Sequence[Any], policy: FramePolicy, frame_cache: Path | None, where: str,
+    frame_folder_fps: float | None = None,
 ) -> tuple[list[tuple[np.ndarray, float]], list[np.ndarray]]:
-    """``(videos as (frames, fps), images)`` of a request's visuals."""
+    """``(videos as (frames, fps), images)`` of a request's visuals; a frame folder's frames
+    were taken at ``frame_folder_fps`` (its document's)."""
     videos: list[tuple[np.ndarray, float]] = []
     images: list[np.ndarray] = []
     for visual in visuals:
@@ -110,7 +114,8 @@ def visual_arrays(
                     images.append(load_image(path))
                     continue
                 kind = "frames" if path.is_dir() else "video"
-                sampled = sample_media(path, kind, policy, frame_cache)
+                sampled = sample_media(path, kind, policy, frame_cache,
+                                       frame_folder_fps=frame_folder_fps)
             except (VideoError, OSError) as error:
                 raise BackendError(f"{where}: {error}") from error
             videos.append((sampled.frames, sampled.sample_fps))
@@ -169,7 +174,8 @@ class P2RModel(lmms):
             return Request(item_task, item_id, context)
         visuals = [visual for visual in doc_to_visual(doc) or [] if visual is not None]
         videos, images = visual_arrays(visuals, self.settings.frame_policy,
-                                       self.settings.frame_cache, f"{item_task}/{item_id}")
+                                       self.settings.frame_cache, f"{item_task}/{item_id}",
+                                       doc.get("frame_folder_fps"))
         frames, fps = videos[0] if videos else (None, None)
         return Request(item_task, item_id, context, frames=frames, fps=fps,
                        image=images[0] if images else None)

@@ -58,14 +58,15 @@ class RequestBuilder:
         try:
             if item.media_type == "image":
                 return Request(item.task, item.id, prompt, image=load_image(media))
-            sampled = self.sample(media, item.media_type)
+            sampled = self.sample(media, item.media_type, item.frame_folder_fps)
         except (VideoError, OSError) as error:
             raise MediaError(f"{item.task}/{item.id}: {error}") from error
         return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
 
-    def sample(self, media: Path, media_type: str) -> SampledFrames:
+    def sample(self, media: Path, media_type: str,
+               frame_folder_fps: float | None = None) -> SampledFrames:
         return sample_media(media, media_type, self.policy, self.frame_cache,
-                            self.decode_timeout_s)
+                            self.decode_timeout_s, frame_folder_fps=frame_folder_fps)
 
 
 def sample_media(
@@ -74,13 +75,23 @@ def sample_media(
     policy: FramePolicy,
     frame_cache: Path | None = None,
     timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
+    *,
+    frame_folder_fps: float | None = None,
 ) -> SampledFrames:
     """The frames ``policy`` takes from a video file (``media_type`` "video") or a frame folder
-    ("frames"), through the frame cache when one is given: the one way every caller (p2r-eval,
-    the lmms-eval interop) turns a media path into model frames. Decoding a video longer
-    than ``timeout_s`` raises :class:`p2r_eval.media.video.VideoTimeoutError`."""
+    ("frames", whose frames were taken at ``frame_folder_fps``), through the frame cache when
+    one is given: the one way every caller (p2r-eval, the lmms-eval interop, the viewer,
+    training) turns a media path into model frames. Decoding a video longer than
+    ``timeout_s`` raises :class:`p2r_eval.media.video.VideoTimeoutError`; a frame folder
+    without a rate raises :class:`p2r_eval.media.video.VideoError`.
+
+    Only video files go through the frame cache (it keys a video by its file's bytes), so
+    no cached entry depends on a frame folder's rate."""
     if media_type == "frames":
-        return load_frame_folder(path, policy)
+        if frame_folder_fps is None:
+            raise VideoError(path, "a frame folder needs the rate its frames were taken at, and "
+                                   "its task's YAML gives none (frame_folder_fps in the source)")
+        return load_frame_folder(path, policy, source_fps=frame_folder_fps)
     sampler = partial(_sample_video, timeout_s=timeout_s)
     if frame_cache is None:
         return sampler(path, policy)

@@ -75,8 +75,6 @@ RESIZE_BATCH = 4
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_DECODE_WORKERS = 4
 _INDEX_KEYFRAME, _INDEX_DISCARD = 1, 2  # FFmpeg's AVINDEX_KEYFRAME, AVINDEX_DISCARD_FRAME
-MVBENCH_FRAME_FOLDER_FPS = 3.0
-"""MVBench's episodic_reasoning frame folders (``frames_fps3_hq``) hold frames taken at 3 fps."""
 
 
 class VideoError(Exception):
@@ -371,12 +369,13 @@ def load_frame_folder(
     path: str | Path,
     policy: FramePolicy | None = None,
     *,
-    source_fps: float = MVBENCH_FRAME_FOLDER_FPS,
+    source_fps: float,
 ) -> SampledFrames:
     """Sample a folder of image files (one frame each) the way :func:`sample_frames` does.
 
     Files are ordered by name with digit runs compared as numbers (``2.jpg`` before
-    ``10.jpg``); ``source_fps`` is the rate the frames were extracted at. An image that is a
+    ``10.jpg``); ``source_fps`` is the rate the frames were extracted at (a fact of the data:
+    the task YAML's ``frame_folder_fps``, carried on the item). An image that is a
     link leading out of the folder is refused (the folder must not read outside data).
     """
     policy = policy or FramePolicy()

@@ -288,38 +288,38 @@ def test_frame_folder_fps_policy_uses_the_folder_rate(frame_folder):
 
 def test_frame_folder_orders_numbers_naturally(tmp_path):
     folder = synthetic_media.write_frame_folder(tmp_path / "f", 12, name_pattern="img_{index}")
-    sampled = load_frame_folder(folder, FramePolicy(num_frames=12))
+    sampled = load_frame_folder(folder, FramePolicy(num_frames=12), source_fps=3.0)
     assert [synthetic_media.read_frame_number(f) for f in sampled.frames] == list(range(12))
 
 
 def test_frame_folder_of_jpegs(tmp_path):
     folder = synthetic_media.write_frame_folder(tmp_path / "jpg", 6, suffix=".jpg")
-    sampled = load_frame_folder(folder, FramePolicy(num_frames=6))
+    sampled = load_frame_folder(folder, FramePolicy(num_frames=6), source_fps=3.0)
     assert [synthetic_media.read_frame_number(f) for f in sampled.frames] == list(range(6))
 
 
 def test_frame_folder_errors(tmp_path, frame_folder):
     with pytest.raises(VideoNotFoundError, match="no_such_folder"):
-        load_frame_folder(tmp_path / "no_such_folder")
+        load_frame_folder(tmp_path / "no_such_folder", source_fps=3.0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(VideoEmptyError, match="empty"):
-        load_frame_folder(tmp_path / "empty")
+        load_frame_folder(tmp_path / "empty", source_fps=3.0)
     with pytest.raises(VideoUnreadableError, match="00001.png"):
-        load_frame_folder(frame_folder / "00001.png")
+        load_frame_folder(frame_folder / "00001.png", source_fps=3.0)
 
 
 def test_frame_folder_with_a_broken_image(tmp_path):
     folder = synthetic_media.write_frame_folder(tmp_path / "broken", 4)
     (folder / "00003.png").write_bytes(b"not a png")
     with pytest.raises(VideoUnreadableError, match="00003.png"):
-        load_frame_folder(folder, FramePolicy(num_frames=4))
+        load_frame_folder(folder, FramePolicy(num_frames=4), source_fps=3.0)
 
 
 def test_frame_folder_with_mixed_sizes(tmp_path):
     folder = synthetic_media.write_frame_folder(tmp_path / "mixed", 3)
     Image.new("RGB", (32, 32)).save(folder / "00004.png")
     with pytest.raises(VideoUnreadableError, match="differ in size"):
-        load_frame_folder(folder, FramePolicy(num_frames=4))
+        load_frame_folder(folder, FramePolicy(num_frames=4), source_fps=3.0)
 
 
 @pytest.mark.parametrize("codec", ["libx264", "mpeg4"])

@@ -25,7 +25,9 @@ from p2r_train.cot.pipeline import check_resumable, check_teacher_fingerprint
 from p2r_train.cot.records import (
     AnnotateInputError,
     UnsafeMediaPathError,
+    VQARecord,
     load_vqa_records,
+    record_item,
     record_problem,
     resolve_media_path,
 )
@@ -39,7 +41,9 @@ from p2r_train.cot.store import AnnotationStore
 
 from p2r_eval.eval.runstore import RunStoreError
 from p2r_eval.judge.usage import price_per_mtok
+from p2r_eval.media.requests import MediaError, RequestBuilder
 from p2r_eval.media.synthetic_media import write_frame_folder, write_image, write_video
+from p2r_eval.media.video import FramePolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from judge_server import FakeJudgeServer, judge_reply, word_count
@@ -197,6 +201,19 @@ def test_a_changed_teacher_checkpoint_is_refused_but_another_device_is_not(
         check_teacher_fingerprint(recorded, {**recorded, "weights_sha256": "bb"}, tmp_path)
 
 
+def test_a_frame_record_is_read_at_the_given_rate_and_fails_naming_it_without_one(
+    tmp_path: Path,
+) -> None:
+    write_frame_folder(tmp_path / "clip", 6)
+    fields = {"problem_id": "f1", "problem": "Q?", "data_type": "frame", "path": "clip.mp4",
+              "problem_type": "numerical", "solution": "<answer>2</answer>"}
+    vqa = VQARecord("f1", 0, fields)
+    builder = RequestBuilder("p2r", FramePolicy(num_frames=6))
+    assert builder(record_item(vqa, tmp_path / "clip.mp4", 2.0)).fps == pytest.approx(2.0)
+    with pytest.raises(MediaError, match=r"annotate/f1: .*frame_folder_fps"):
+        builder(record_item(vqa, tmp_path / "clip.mp4"))
+
+
 # -- end to end -------------------------------------------------------------------------------
 def record(problem_id: str, problem_type: str, data_type: str, path: str, answer: str,
            options: list[str] | None = None) -> dict:
@@ -285,7 +302,7 @@ def annotate_args(dataset: dict[str, Path], output: Path, server: FakeJudgeServe
     return ["--input", str(dataset["input"]), "--media-root", str(dataset["media"]),
             "--output", str(output), "--teacher", f"replay:{dataset['replay']}",
             "--frames", "4", "--judge", "anthropic", "--judge-base-url", server.url,
-            "--judge-model", JUDGE_MODEL, "--quiet", *extra]
+            "--judge-model", JUDGE_MODEL, "--frame-folder-fps", "3", "--quiet", *extra]
 
 
 def run_cli(argv: list[str]) -> int:

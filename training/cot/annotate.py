@@ -99,6 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--seed", type=int, default=0)
     teacher.add_argument("--frame-cache", type=Path, default=None,
                          help="reuse sampled frames across runs (see p2r-eval --frame-cache)")
+    teacher.add_argument("--frame-folder-fps", type=float, default=None, metavar="FPS",
+                         help="the rate the frames of data_type 'frame' records (frame folders) "
+                              "were taken at, e.g. 3 for MVBench's episodic_reasoning; without "
+                              "it such records fail, saying so")
     teacher.add_argument("--decode-workers", type=int, default=0,
                          help="processes decoding upcoming media while the teacher generates")
     verify = parser.add_argument_group("step 2: verification")
@@ -183,6 +187,7 @@ def settings_from_args(args: argparse.Namespace) -> AnnotateSettings:
                     else args.batch_size),
         decode_workers=args.decode_workers,
         frame_cache=args.frame_cache,
+        frame_folder_fps=args.frame_folder_fps,
         min_scores=parse_min_scores(args.min_score),
         judge=judge,
         limit=args.limit,
@@ -222,7 +227,7 @@ def dry_run_report(settings: AnnotateSettings) -> str:
         except UnsafeMediaPathError:
             unsafe += 1
             continue
-        item = record_item(record, media)
+        item = record_item(record, media, settings.frame_folder_fps)
         missing += item.media is None or not item.media.exists()
         first_item = first_item or item
     thresholds = ", ".join(f"{k}={v:g}" for k, v in settings.min_scores.items())

@@ -107,6 +107,7 @@ class AnnotateSettings:
     batch_size: int = 1
     decode_workers: int = 0
     frame_cache: Path | None = None
+    frame_folder_fps: float | None = None
     min_scores: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_SCORES))
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     limit: int | None = None
@@ -121,6 +122,8 @@ class AnnotateSettings:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.frame_folder_fps is not None and not self.frame_folder_fps > 0:
+            raise ValueError(f"frame folder fps must be > 0, got {self.frame_folder_fps}")
 
     @property
     def run_dir(self) -> Path:
@@ -134,6 +137,7 @@ class AnnotateSettings:
             "teacher": self.teacher,
             "teacher_prompt_version": TEACHER_PROMPT_VERSION,
             "frame_policy": self.frame_policy.key(),
+            "frame_folder_fps": self.frame_folder_fps,
             "decoding": self.decoding.as_dict(),
             "min_scores": dict(sorted(self.min_scores.items())),
             "judge_backend": self.judge.backend,
@@ -381,7 +385,7 @@ class AnnotationRun:
         except UnsafeMediaPathError as error:
             self.fail(record, "generate", "unsafe_media_path", str(error))
             return None
-        return record_item(record, media)
+        return record_item(record, media, self.settings.frame_folder_fps)
 
     def generate_batch(
         self, ready: Sequence[tuple[Item, Request]], by_id: dict[str, VQARecord]

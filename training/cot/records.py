@@ -148,8 +148,10 @@ def resolve_media_path(media_root: Path, relative: str) -> Path:
     return location.path
 
 
-def record_item(record: VQARecord, media: Path) -> Item:
-    """The :class:`Item` of a valid record (see :func:`record_problem`), media resolved."""
+def record_item(record: VQARecord, media: Path, frame_folder_fps: float | None = None) -> Item:
+    """The :class:`Item` of a valid record (see :func:`record_problem`), media resolved; a
+    frame folder's frames were taken at ``frame_folder_fps`` (``None``: unknown, and reading
+    the folder fails the item saying so)."""
     fields = record.fields
     media_type = fields["data_type"]
     if media_type == "frame":
@@ -165,4 +167,5 @@ def record_item(record: VQARecord, media: Path) -> Item:
         media_type=media_type,
         solution=fields["solution"],
         meta={"data_source": fields.get("data_source")},
+        frame_folder_fps=frame_folder_fps if media_type == "frames" else None,
     )

@@ -33,10 +33,12 @@ OPTIONAL_FIELDS = ("media", "media_type", "solution", "meta")
 
 @dataclass(frozen=True)
 class MediaBase:
-    """Media paths are joined to ``folder`` and must stay inside ``data_root``."""
+    """Media paths are joined to ``folder`` and must stay inside ``data_root``; the source's
+    frame folders hold frames taken at ``frame_folder_fps`` (``None``: it gives no rate)."""
 
     folder: Path
     data_root: Path
+    frame_folder_fps: float | None = None
 
 
 def check_mapping(mapping: Mapping[str, Any], where: str,
@@ -100,6 +102,7 @@ def build_item(task: str, record: Record, mapping: Mapping[str, Any], base: Medi
         media_type=media_type,
         solution=values.get("solution") or "",
         meta=meta,
+        frame_folder_fps=base.frame_folder_fps if media_type == "frames" else None,
     )
 
 

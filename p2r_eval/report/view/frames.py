@@ -62,7 +62,7 @@ class ThumbnailMaker:
         if item.media is None:
             return FrameStrip(problem="the record names no media file")
         try:
-            key = media_key(item.media, policy)
+            key = media_key(item.media, policy, item.frame_folder_fps)
         except OSError as error:
             return FrameStrip(problem=f"{item.media}: {error.strerror or error}")
         if key not in self._strips:
@@ -90,7 +90,8 @@ class ThumbnailMaker:
             return np.stack([load_image(item.media)]), [None]
         sampled = self._cached(item.media, policy) if item.media_type == "video" else None
         if sampled is None:
-            sampled = sample_media(item.media, item.media_type, decoded_size_policy(policy))
+            sampled = sample_media(item.media, item.media_type, decoded_size_policy(policy),
+                                   frame_folder_fps=item.frame_folder_fps)
         return sampled.frames, [round(float(t), 3) for t in sampled.timestamps]
 
     def _cached(self, video: Path, policy: FramePolicy) -> SampledFrames | None:
@@ -112,12 +113,14 @@ def decoded_size_policy(policy: FramePolicy) -> FramePolicy:
     return dataclasses.replace(policy, resize="processor")
 
 
-def media_key(media: Path, policy: FramePolicy) -> str:
+def media_key(media: Path, policy: FramePolicy, frame_folder_fps: float | None = None) -> str:
     """Names a video file's frames under a policy: the file's resolved path, size and
-    modification time (an edited file gets new thumbnails), the policy and the size."""
+    modification time (an edited file gets new thumbnails), the policy and the size; for a
+    frame folder also its rate, which the thumbnails' timestamps depend on."""
     stat = media.stat()
+    rate = () if frame_folder_fps is None else (f"frame_folder_fps={frame_folder_fps}",)
     identity = "\0".join((str(media.resolve()), str(stat.st_size), str(stat.st_mtime_ns),
-                          policy.key(), str(THUMBNAIL_WIDTH)))
+                          policy.key(), str(THUMBNAIL_WIDTH), *rate))
     return hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
