@@ -24,6 +24,18 @@ def json_text(value: Any, **dumps_options: Any) -> str:
     return LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, split at ``"\\n"`` only (a final newline ends the last
+    line, it does not start an empty one).
+
+    ``str.splitlines`` also splits at U+2028, U+2029, U+0085 and a few ASCII separators, which
+    ``json.dumps(..., ensure_ascii=False)`` writes unescaped inside strings: a model output
+    holding one of them would be cut in two and its line could no longer be read.
+    """
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 def parse_json(text: str | bytes) -> Any:
     """``json.loads(text)``; a document nested too deeply raises ``json.JSONDecodeError``."""
     try:

@@ -27,7 +27,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from p2r_eval.core.atomic_files import write_text_atomically
-from p2r_eval.core.jsonio import NotUTF8Error, json_text, parse_json, utf8_text
+from p2r_eval.core.jsonio import NotUTF8Error, json_text, jsonl_lines, parse_json, utf8_text
 from p2r_eval.eval.results import ResultsFormatError, RunResults, parse_results, parse_sample
 
 log = logging.getLogger(__name__)
@@ -240,18 +240,6 @@ def file_identity(path: Path) -> FileIdentity:
     """(device, inode) of ``path``: the same only while it is the same file or folder."""
     stat = os.stat(path)
     return stat.st_dev, stat.st_ino
-
-
-def jsonl_lines(text: str) -> list[str]:
-    """The lines of a JSON Lines text, split at ``"\\n"`` only (a final newline ends the last
-    line, it does not start an empty one).
-
-    ``str.splitlines`` also splits at U+2028, U+2029, U+0085 and a few ASCII separators, which
-    ``json.dumps(..., ensure_ascii=False)`` writes unescaped inside strings: a model output
-    holding one of them would be cut in two and its line could no longer be read.
-    """
-    lines = text.split("\n")
-    return lines[:-1] if lines[-1] == "" else lines
 
 
 def intact_length(data: bytes) -> int:

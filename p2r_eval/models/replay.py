@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.core.jsonio import parse_json
-from p2r_eval.eval.runstore import jsonl_lines
+from p2r_eval.core.jsonio import jsonl_lines, parse_json
 from p2r_eval.models.base import BackendError, DecodingSettings, Request
 
 

@@ -25,10 +25,9 @@ from typing import Any
 from p2r_eval.benchmarks.formats.paths import frames_folder_or_video, locate_media
 from p2r_eval.core.answer_types import TRAINING_ANSWER_TYPES
 from p2r_eval.core.items import Item
-from p2r_eval.core.jsonio import NotUTF8Error, parse_json, utf8_text
+from p2r_eval.core.jsonio import NotUTF8Error, jsonl_lines, parse_json, utf8_text
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.core.template import parse
-from p2r_eval.eval.runstore import jsonl_lines
 
 DATA_TYPES = ("image", "video", "frame")
 """``frame``: a folder of frames, as Video-R1 names some MVBench clips (see

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.core.atomic_files import write_text_atomically
-from p2r_eval.core.jsonio import json_text
-from p2r_eval.eval.runstore import RunStore, jsonl_lines
+from p2r_eval.core.jsonio import json_text, jsonl_lines
+from p2r_eval.eval.runstore import RunStore
 
 STEPS = ("generate", "verify", "judge")
 STEP_FILES = {"generate": "generated.jsonl", "verify": "verified.jsonl", "judge": "judged.jsonl"}
@@ -91,7 +91,7 @@ class AnnotationStore(RunStore):
     def append_step(self, state: StepState, step: str, entry: dict[str, Any]) -> None:
         """Make ``entry`` durable in the step's log, then record it in ``state``."""
         with self._append_lock:
-            self.append_sample(step, entry)
+            self.append_record(step, entry)
             state[step][str(entry["id"])] = entry
 
     def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> int:

@@ -19,9 +19,9 @@ from typing import Any
 
 from p2r_eval.core.answer_types import TRAINING_ANSWER_TYPES
 from p2r_eval.core.items import Item, item_to_row
+from p2r_eval.core.jsonio import jsonl_lines
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.core.template import TAGS, parse
-from p2r_eval.eval.runstore import jsonl_lines
 
 REQUIRED_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "solution", "path")
 DATA_TYPES = {"video": "video", "image": "image"}
