@@ -17,10 +17,11 @@ import argparse
 import contextlib
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2r_eval.eval.results import RunResults, TaskEntry
 from p2r_eval.eval.runstore import RunStore
 
 __all__ = ["EvalRun", "TaskResult", "run_eval"]
@@ -28,32 +29,32 @@ __all__ = ["EvalRun", "TaskResult", "run_eval"]
 
 @dataclass(frozen=True)
 class TaskResult:
-    """One task's entry of results.json, with the fields most often read typed."""
+    """One task's entry of results.json (:class:`p2r_eval.eval.results.TaskEntry`), with the
+    fields most often read at hand."""
 
     name: str
     score: float | None
     n: int
     n_scored: int
     n_errors: int
-    breakdown: Mapping[str, Any] = field(default_factory=dict)
-    entry: Mapping[str, Any] = field(default_factory=dict)
+    breakdown: Mapping[str, Any]
+    entry: TaskEntry
 
     @classmethod
-    def from_entry(cls, name: str, entry: Mapping[str, Any]) -> TaskResult:
-        return cls(name=name, score=entry.get("score"), n=int(entry.get("n", 0)),
-                   n_scored=int(entry.get("n_scored", 0)),
-                   n_errors=int(entry.get("n_errors", 0)),
-                   breakdown=entry.get("breakdown") or {}, entry=entry)
+    def from_entry(cls, name: str, entry: TaskEntry) -> TaskResult:
+        return cls(name=name, score=entry.score, n=entry.n, n_scored=entry.n_scored,
+                   n_errors=entry.n_errors, breakdown=entry.breakdown, entry=entry)
 
 
 @dataclass(frozen=True)
 class EvalRun:
     """What a ``run_eval`` call produced: the exit code the command would have returned,
-    the run folder, and its results.json (raw and per task)."""
+    the run folder, and its results.json (:class:`p2r_eval.eval.results.RunResults`; None
+    when the command stopped before writing one) with its tasks."""
 
     exit_code: int
     output: Path
-    results: Mapping[str, Any]
+    results: RunResults | None
     tasks: Mapping[str, TaskResult]
 
     @property
@@ -91,8 +92,8 @@ def run_eval(
     args = parse_options(parser, options)
     exit_code = run_eval_command(args)
     folder = target_folder(args, settings_from_args(args))
-    results = RunStore(folder).read_results() or {}
-    entries = results.get("tasks", {})
+    results = RunStore(folder).read_results()
+    entries = results.tasks if results is not None else {}
     return EvalRun(exit_code=exit_code, output=folder, results=results,
                    tasks={name: TaskResult.from_entry(name, entry)
                           for name, entry in entries.items()})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2r_eval.eval.results import RunResults
+
 
 def minimal_results(finished_at: str | None = "2026-01-01T01:00:00+00:00",
                     tasks: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -19,3 +21,9 @@ def minimal_results(finished_at: str | None = "2026-01-01T01:00:00+00:00",
         "started_at": "2026-01-01T00:00:00+00:00",
         "finished_at": finished_at,
     }
+
+
+def minimal_run_results(finished_at: str | None = "2026-01-01T01:00:00+00:00",
+                        tasks: dict[str, Any] | None = None) -> RunResults:
+    """:func:`minimal_results` read as the contract's :class:`RunResults`."""
+    return RunResults.model_validate(minimal_results(finished_at, tasks))

@@ -28,6 +28,7 @@ from p2r_eval.benchmarks.benchmark import (
 )
 from p2r_eval.benchmarks.registry import TaskSpec, task_spec
 from p2r_eval.core.items import Item
+from p2r_eval.core.stats import ScoredItem
 
 __all__ = [  # the scoring API; the contract's names are re-exported for its callers
     "NO_JUDGE_NOTE",
@@ -77,8 +78,7 @@ def aggregate_task(task: str, items: Sequence[Item], scores: Sequence[float | No
         raise ValueError(f"{task}: {len(items)} items but {len(scores)} scores")
     scored = [(item, float(score))
               for item, score in zip(items, scores, strict=True) if score is not None]
-    samples = [{"score": score, "answer_type": item.answer_type, "meta": item.meta}
-               for item, score in scored]
+    samples = [ScoredItem(item.id, score, item.answer_type, item.meta) for item, score in scored]
     breakdown = breakdown_of(task_spec(task), scored) if aggregation.task_breakdown else {}
     breakdown.update(aggregation.statistic.group_percents(samples))
     return TaskScore(aggregation.statistic.percent(samples), len(items), len(scored), breakdown)

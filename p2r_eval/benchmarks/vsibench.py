@@ -66,7 +66,7 @@ def official_rule(item: Item, output: str, judge: Any) -> ItemScore:
 def video_r1_groups(sample: Sample) -> GroupPath:
     """Video-R1's two parts of VSI-Bench: MRA over the regression items, accuracy over the
     rest."""
-    return ("mean_mra",) if sample.get("answer_type") == "regression" else ("mean_acc",)
+    return ("mean_mra",) if sample.answer_type == "regression" else ("mean_acc",)
 
 
 DIRECTION_TYPES = (
@@ -77,7 +77,7 @@ DIRECTION_TYPES = (
 def official_groups(sample: Sample) -> GroupPath | None:
     """The authors' 8 categories of VSI-Bench: each question type, the three relative
     direction types in one ``object_rel_direction`` category (``None``: no question type)."""
-    question_type = (sample.get("meta") or {}).get("question_type")
+    question_type = (sample.meta or {}).get("question_type")
     if question_type is None:
         return None
     name = str(question_type)

@@ -1,7 +1,8 @@
 """Uncertainty for benchmark scores: bootstrap confidence intervals and paired tests.
 
-Both work on per-item sample records (the lines of ``samples/<task>.jsonl``: dicts with an
-``id``, a ``score`` in [0, 1] or ``None``, and for VSI-Bench an ``answer_type``). Items whose
+Both work on per-item samples (:class:`Sample`: a line of ``samples/<task>.jsonl`` as the
+results contract reads it, or a :class:`ScoredItem`), with an ``id``, a ``score`` in [0, 1] or
+``None``, and the ``answer_type`` and ``meta`` aggregations group by. Items whose
 score is ``None`` (an error, or a judge still needed) are excluded before resampling; every
 result says how many were excluded.
 
@@ -22,11 +23,36 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import fmean
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-Sample = Mapping[str, Any]
+
+class Sample(Protocol):
+    """What the statistics read of one item's sample (read-only attributes):
+    :class:`p2r_eval.eval.results.Sample` and :class:`ScoredItem` both have them."""
+
+    @property
+    def id(self) -> str | int: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def answer_type(self) -> str | None: ...
+    @property
+    def meta(self) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """One item's score with what aggregations group it by, for a score computed in memory
+    (outside a samples file)."""
+
+    id: str | int
+    score: float | None
+    answer_type: str | None = None
+    meta: Mapping[str, Any] | None = None
+
+
 Aggregate = Callable[[Sequence[Sample]], float]
 
 DEFAULT_CI_RESAMPLES = 2000
@@ -82,7 +108,7 @@ class GroupMeanAggregate:
         for sample in samples:
             path = self.groups_of(sample)
             if path is not None:
-                leaves[path].append(float(sample["score"]))
+                leaves[path].append(_score(sample))
         if not leaves:
             return []
         depth = self._depth(leaves)
@@ -110,7 +136,7 @@ class GroupMeanAggregate:
         leaf_index = {path: i for i, path in enumerate(leaves)}
         left_out = len(leaves)  # one extra column for the samples in no group, dropped below
         groups = np.array([left_out if p is None else leaf_index[p] for p in paths], np.int64)
-        scores = np.array([float(sample["score"]) for sample in samples], dtype=np.float64)
+        scores = np.array([_score(sample) for sample in samples], dtype=np.float64)
         n_columns = len(leaves) + 1
         rows = np.arange(indices.shape[0])[:, None]
         cells = (rows * n_columns + groups[indices]).ravel()
@@ -132,6 +158,13 @@ class GroupMeanAggregate:
                 values = np.where(parent_counts > 0, parent_sums / parent_counts, np.nan)
             leaves = parents
         return values[:, 0]
+
+
+def _score(sample: Sample) -> float:
+    """The score of a sample an aggregate is given (only scored samples are)."""
+    if sample.score is None:
+        raise ValueError(f"item {sample.id!r} has no score to aggregate")
+    return float(sample.score)
 
 
 mean_score = GroupMeanAggregate(lambda sample: (), "mean score over items")
@@ -176,7 +209,7 @@ class PairedTest:
 
 def scored_samples(samples: Sequence[Sample]) -> tuple[list[Sample], int]:
     """The samples with a score, and how many had none (errors, judge pending)."""
-    kept = [sample for sample in samples if sample.get("score") is not None]
+    kept = [sample for sample in samples if sample.score is not None]
     return kept, len(samples) - len(kept)
 
 
@@ -236,7 +269,7 @@ def paired_bootstrap_test(
     paired = [
         (by_id_a[item_id], by_id_b[item_id])
         for item_id in shared
-        if by_id_a[item_id].get("score") is not None and by_id_b[item_id].get("score") is not None
+        if by_id_a[item_id].score is not None and by_id_b[item_id].score is not None
     ]
     if not paired:
         raise ValueError(
@@ -283,7 +316,7 @@ def _two_sided_p_value(differences: np.ndarray, observed: float) -> float:
 def _by_id(samples: Sequence[Sample], side: str) -> dict[str, Sample]:
     by_id: dict[str, Sample] = {}
     for sample in samples:
-        item_id = str(sample["id"])
+        item_id = str(sample.id)
         if item_id in by_id:
             raise ValueError(f"run {side}: item id {item_id!r} appears twice")
         by_id[item_id] = sample

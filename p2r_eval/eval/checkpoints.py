@@ -38,6 +38,7 @@ from typing import Any
 
 from p2r_eval.benchmarks.registry import load_task, own_leaderboards
 from p2r_eval.eval.loop import EvalSettings, finished_run, run_evaluation
+from p2r_eval.eval.results import TaskEntry
 from p2r_eval.eval.run_identity import task_data_identity
 from p2r_eval.eval.runstore import RunStore, RunStoreError
 from p2r_eval.models.base import Backend, BackendError
@@ -207,7 +208,7 @@ def evaluated_checkpoints(run_dir: Path, every: int = 0) -> list[tuple[int, Path
     for model in run_models(run_dir, every):
         step, output = model.step, eval_dir(run_dir) / model.name
         results = RunStore(output).read_results()
-        if results and results.get("finished_at"):
+        if results is not None and results.finished_at:
             found.append((step, output))
     return found
 
@@ -221,8 +222,7 @@ def write_checkpoint_reports(run_dir: Path, evaluated: list[tuple[int, Path]]) -
     if not evaluated:
         return []
     folder = eval_dir(run_dir)
-    scored = {task for _, run in evaluated for task in (RunStore(run).read_results() or {})
-              .get("tasks", {})}
+    scored = {task for _, run in evaluated for task in recorded_tasks(run)}
     tables = ["main", *(name for task, name in own_leaderboards().items() if task in scored)]
     paths = [path for name in tables
              for path in write_leaderboards([run for _, run in evaluated], folder / "leaderboards",
@@ -238,9 +238,15 @@ def write_checkpoint_reports(run_dir: Path, evaluated: list[tuple[int, Path]]) -
     return paths
 
 
+def recorded_tasks(run: Path) -> dict[str, TaskEntry]:
+    """The task entries of the run in ``run`` (none when it has no results yet)."""
+    results = RunStore(run).read_results()
+    return results.tasks if results is not None else {}
+
+
 def _task_score(run: Path, task: str) -> float | None:
-    results = RunStore(run).read_results() or {}
-    return results.get("tasks", {}).get(task, {}).get("score")
+    entry = recorded_tasks(run).get(task)
+    return entry.score if entry is not None else None
 
 
 def _float(value: Any) -> float | None:

@@ -38,6 +38,7 @@ from p2r_eval.eval.loop import (
     settings_record,
     start_decoding_early,
 )
+from p2r_eval.eval.results import RunResults, TaskEntry
 from p2r_eval.eval.run_identity import partially_scored, task_data_identity, uses_demo_suite
 from p2r_eval.eval.runstore import RunStore, RunStoreError
 from p2r_eval.eval.shards import Shard, merge_shards, parse_shard, shard_dir
@@ -109,20 +110,18 @@ def target_folder(args: argparse.Namespace, settings: EvalSettings) -> Path:
     return args.output or default_output(settings, args.backend)
 
 
-def results_table(results: dict[str, Any]) -> str:
+def results_table(results: RunResults) -> str:
     """The run's scores for the terminal; a partial score (items awaiting a judge or not
     finished) in parentheses, and a line saying so when the data is the demo suite."""
     rows = []
-    for name, entry in results.get("tasks", {}).items():
-        score = entry.get("score")
-        shown = "-" if score is None else f"{score:.1f}"
+    for name, entry in results.tasks.items():
+        shown = "-" if entry.score is None else f"{entry.score:.1f}"
         if partially_scored(entry):
             shown = f"({shown}) partial"
-        rows.append([name, shown, entry.get("n"), entry.get("n_scored"), entry.get("n_errors"),
-                     entry.get("wall_time_s")])
+        rows.append([name, shown, entry.n, entry.n_scored, entry.n_errors, entry.wall_time_s])
     table = tabulate(rows, headers=["task", "score %", "items", "scored", "errors", "time s"],
                      tablefmt="github")
-    if uses_demo_suite(results.get("settings") or {}):
+    if uses_demo_suite(results.settings):
         table += ("\ndemo suite: a few synthetic items per benchmark (no --data-root), not the "
                   "benchmarks; these scores are not comparable with the paper's")
     return table
@@ -252,7 +251,7 @@ def run_checkpoints_command(settings: EvalSettings, args: argparse.Namespace) ->
     return EXIT_OK if evaluated else EXIT_ALL_FAILED
 
 
-def finish_shard(results: dict[str, Any], output: Path, shard: Shard,
+def finish_shard(results: RunResults, output: Path, shard: Shard,
                  settings: EvalSettings) -> int:
     """Report finished shard ``shard``; the last shard to finish merges them all."""
     index, count = shard
@@ -305,16 +304,16 @@ def load_configured_backend(settings: EvalSettings, args: argparse.Namespace):
 
 
 def finish(
-    results: dict[str, Any], output: Path, settings: EvalSettings, leaderboards: bool = True
+    results: RunResults, output: Path, settings: EvalSettings, leaderboards: bool = True
 ) -> int:
     """Print the table, regenerate the leaderboards, and choose the exit code."""
     print(results_table(results))
     print(f"results: {output / 'results.json'}  process analysis: {output / 'analysis.md'}")
     if leaderboards:
         regenerate_leaderboards(output)
-    wanted = [results["tasks"].get(name, {}) for name in settings.tasks]
-    total = sum(entry.get("n", 0) for entry in wanted)
-    failed = sum(entry.get("n_errors", 0) for entry in wanted)
+    wanted = [results.tasks[name] for name in settings.tasks if name in results.tasks]
+    total = sum(entry.n for entry in wanted)
+    failed = sum(entry.n_errors for entry in wanted)
     if failed:
         print(f"{failed} of {total} items failed; their errors are in samples/<task>.jsonl")
     if total and failed == total:
@@ -322,13 +321,13 @@ def finish(
     return EXIT_JUDGE_PENDING if report_judge_pending(results, wanted) else EXIT_OK
 
 
-def report_judge_pending(results: dict[str, Any], entries: list[dict[str, Any]]) -> bool:
+def report_judge_pending(results: RunResults, entries: list[TaskEntry]) -> bool:
     """Say (on stderr) why items a configured judge should have graded are not graded, and
     how to finish them; True if there are any."""
-    pending = sum(entry.get("n_judge_pending", 0) for entry in entries)
-    if not pending or "judge" not in results:
+    pending = sum(entry.n_judge_pending or 0 for entry in entries)
+    if not pending or results.judge is None:
         return False
-    reason = results["judge"].get("gave_up") or "the judge failed on them"
+    reason = results.judge.gave_up or "the judge failed on them"
     print(f"p2r-eval: {pending} judge-graded items are not scored yet ({reason}). Their outputs "
           "are kept: run the same command again to score them (judge replies already received "
           "are cached, no finished call is repeated).", file=sys.stderr)

@@ -32,6 +32,17 @@ from p2r_eval.core.prompts import (
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.core.template import parse
 from p2r_eval.eval.generation import batched, generate_isolated
+from p2r_eval.eval.results import (
+    RESULTS_SCHEMA,
+    JudgeRecord,
+    MetaValue,
+    ModelRecord,
+    RunResults,
+    RunSettings,
+    Sample,
+    Segments,
+    TaskEntry,
+)
 from p2r_eval.eval.run_identity import (
     RESUMABLE_SETTINGS,
     RunIdentity,
@@ -61,7 +72,6 @@ log = logging.getLogger(__name__)
 JUDGE_PENDING_CHUNK = 64
 """Judge-pending items scored (concurrently) and stored per chunk, so progress is kept."""
 
-RESULTS_SCHEMA = 1
 JUDGE_FAILED_NOTE = "not scored: judge failed"
 
 
@@ -92,59 +102,59 @@ class TaskOutcome:
     its process analysis."""
 
     name: str
-    entry: dict[str, Any]
+    entry: TaskEntry
     analysis_markdown: str
 
 
-def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> dict[str, Any]:
+def sample_record(item: Item, style: str, output: str, scored: ItemScore) -> Sample:
     """The samples/<task>.jsonl line of a generated item."""
     segments = parse(output)
-    return {
-        "id": item.id,
-        "answer_type": item.answer_type,
-        "prompt_hash": prompt_hash(build_prompt(item, style)),
-        "output": output,
-        "segments": {
-            "observation": segments.observation,
-            "think": segments.think,
-            "answer": segments.answer,
-            "deviations": segments.deviations(REQUIRED_TAGS[style]),
-        },
-        "extracted": scored.extracted,
-        "score": scored.score,
-        "rule": scored.rule,
-        "note": scored.note,
-        "judge_reply": scored.judge_reply,
-        "error": None,
-        "options": list(item.options),
-        "meta": _jsonable_meta(item.meta),
-    }
+    return Sample(
+        id=item.id,
+        answer_type=item.answer_type,
+        prompt_hash=prompt_hash(build_prompt(item, style)),
+        output=output,
+        segments=Segments(
+            observation=segments.observation,
+            think=segments.think,
+            answer=segments.answer,
+            deviations=segments.deviations(REQUIRED_TAGS[style]),
+        ),
+        extracted=scored.extracted,
+        score=scored.score,
+        rule=scored.rule,
+        note=scored.note,
+        judge_reply=scored.judge_reply,
+        error=None,
+        options=list(item.options),
+        meta=_jsonable_meta(item.meta),
+    )
 
 
-def error_record(item: Item, message: str) -> dict[str, Any]:
+def error_record(item: Item, message: str) -> Sample:
     """The samples line of an item that could not be generated (the run goes on)."""
-    return {
-        "id": item.id,
-        "answer_type": item.answer_type,
-        "output": None,
-        "score": None,
-        "error": message,
-        "meta": _jsonable_meta(item.meta),
-    }
+    return Sample(
+        id=item.id,
+        answer_type=item.answer_type,
+        output=None,
+        score=None,
+        error=message,
+        meta=_jsonable_meta(item.meta),
+    )
 
 
-def _jsonable_meta(meta: dict[str, Any]) -> dict[str, Any]:
+def _jsonable_meta(meta: dict[str, Any]) -> dict[str, MetaValue]:
     return {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool, type(None)))}
 
 
 def pending_items(
-    items: Sequence[Item], finished: dict[str, dict[str, Any]], retry_errors: bool
+    items: Sequence[Item], finished: dict[str, Sample], retry_errors: bool
 ) -> list[Item]:
     """Items with no sample yet (and, with ``retry_errors``, those whose sample is an error)."""
     return [
         item
         for item in items
-        if item.id not in finished or (retry_errors and finished[item.id].get("error"))
+        if item.id not in finished or (retry_errors and finished[item.id].error)
     ]
 
 
@@ -154,7 +164,7 @@ class SampleWriter:
 
     task: str
     store: RunStore
-    finished: dict[str, dict[str, Any]]
+    finished: dict[str, Sample]
     settings: EvalSettings
     judge: Any
     bar: Any
@@ -181,10 +191,10 @@ class SampleWriter:
         log.warning("%s", message)
         self._append(item, error_record(item, message))
 
-    def _append(self, item: Item, entry: dict[str, Any]) -> None:
-        entry["item_sha256"] = self.item_hashes[item.id]
-        self.store.append_sample(self.task, entry)
-        self.finished[item.id] = entry
+    def _append(self, item: Item, sample: Sample) -> None:
+        sample.item_sha256 = self.item_hashes[item.id]
+        self.store.append_sample(self.task, sample)
+        self.finished[item.id] = sample
         self.bar.update(1)
 
 
@@ -198,10 +208,10 @@ def score_safely(item: Item, output: str, protocol: str, judge: Any) -> ItemScor
                          f"{JUDGE_FAILED_NOTE}: {type(error).__name__}: {error}")
 
 
-def awaits_judge(sample: dict[str, Any]) -> bool:
+def awaits_judge(sample: Sample) -> bool:
     """A generated item a judge has yet to grade: none was configured, or it failed."""
-    note = sample.get("note") or ""
-    return sample.get("score") is None and note.startswith((NO_JUDGE_NOTE, JUDGE_FAILED_NOTE))
+    note = sample.note or ""
+    return sample.score is None and note.startswith((NO_JUDGE_NOTE, JUDGE_FAILED_NOTE))
 
 
 class GradingJudge:
@@ -228,7 +238,7 @@ class GradingJudge:
             raise
 
 
-def judge_pending(items: Sequence[Item], finished: dict[str, dict[str, Any]]) -> list[Item]:
+def judge_pending(items: Sequence[Item], finished: dict[str, Sample]) -> list[Item]:
     """Generated items left unscored (no judge then, or the judge failed): score them now."""
     return [item for item in items if item.id in finished and awaits_judge(finished[item.id])]
 
@@ -292,7 +302,8 @@ def evaluate_task(
     check_samples_match_items(store, loaded.name, finished, hashes)
     writer = SampleWriter(loaded.name, store, finished, settings, judge, bar, hashes)
     if judge is not None:
-        pending = [(item, finished[item.id]["output"]) for item in judge_pending(items, finished)]
+        pending = [(item, finished[item.id].output or "")
+                   for item in judge_pending(items, finished)]
         for start in range(0, len(pending), JUDGE_PENDING_CHUNK):
             writer.write_outputs(pending[start : start + JUDGE_PENDING_CHUNK])
     builder = request_builder(settings, backend.needs_media)
@@ -320,18 +331,18 @@ def evaluate_task(
         store.write_verdicts(loaded.name, {item_id: verdict.as_dict() if verdict else None
                                            for item_id, verdict in verdicts.items()})
     entry, analysis = task_entry(loaded, items, finished, settings.protocol,
-                                 settings.prompt_style, verdicts)
-    entry["wall_time_s"] = round(time.monotonic() - started, 3)
+                                 settings.prompt_style, round(time.monotonic() - started, 3),
+                                 verdicts)
     return TaskOutcome(loaded.name, entry, render_analysis_table(analysis))
 
 
 def check_samples_match_items(
-    store: RunStore, task: str, finished: dict[str, dict[str, Any]], hashes: dict[str, str]
+    store: RunStore, task: str, finished: dict[str, Sample], hashes: dict[str, str]
 ) -> None:
     """Refuse to resume from samples made for other items (the data changed since): each
     sample carries its item's content hash."""
     stale = [item_id for item_id, sample in finished.items()
-             if item_id in hashes and sample.get("item_sha256") not in (None, hashes[item_id])]
+             if item_id in hashes and sample.item_sha256 not in (None, hashes[item_id])]
     if stale:
         shown = ", ".join(repr(item_id) for item_id in stale[:5])
         raise RunStoreError(
@@ -340,22 +351,19 @@ def check_samples_match_items(
 
 
 def attribution_verdicts(
-    items: Sequence[Item], finished: dict[str, dict[str, Any]], grading: GradingJudge
+    items: Sequence[Item], finished: dict[str, Sample], grading: GradingJudge
 ) -> dict[str, Any]:
     """Observation-sufficiency verdicts for the wrong answers, for error attribution (only
     the cached ones once the judge has given up in this run)."""
     from p2r_eval.judge import JudgeItemsFailed, SufficiencyQuery
 
     judge = grading.judge
-    wrong = [
-        item for item in items
-        if finished.get(item.id, {}).get("score") is not None
-        and finished[item.id]["score"] < 1.0
-        and (finished[item.id].get("segments") or {}).get("observation") is not None
-    ]
+    observations = {item_id: wrong_answer_observation(sample)
+                    for item_id, sample in finished.items()}
     queries = [SufficiencyQuery(question_with_options(item), item.options, item.answer,
-                                finished[item.id]["segments"]["observation"], id=item.id)
-               for item in wrong]
+                                observation, id=item.id)
+               for item in items
+               if (observation := observations.get(item.id)) is not None]
     if grading.gave_up is not None:
         return {q.id: judge.cached_verdict(judge.request_for(q)) for q in queries}
     try:
@@ -365,6 +373,14 @@ def attribution_verdicts(
                     len(error.failures))
         return {q.id: judge.cached_verdict(judge.request_for(q)) for q in queries}
     return {query.id: verdict for query, verdict in zip(queries, verdicts, strict=True)}
+
+
+def wrong_answer_observation(sample: Sample) -> str | None:
+    """The observation of a scored, wrong answer (None for a right or unscored one, or one
+    without an observation)."""
+    if sample.score is None or sample.score >= 1.0 or sample.segments is None:
+        return None
+    return sample.segments.observation
 
 
 def limited(items: Sequence[Item], limit: int | None) -> list[Item]:
@@ -380,52 +396,53 @@ def limited(items: Sequence[Item], limit: int | None) -> list[Item]:
 def task_entry(
     loaded: LoadedTask,
     items: Sequence[Item],
-    finished: dict[str, dict[str, Any]],
+    finished: dict[str, Sample],
     protocol: str,
     prompt_style: str,
+    wall_time_s: float,
     verdicts: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], ProcessAnalysis]:
+) -> tuple[TaskEntry, ProcessAnalysis]:
     """The results.json entry of a task from its samples (``items`` in task order), with the
     process analysis of its outputs (also returned, for rendering)."""
-    scores = [finished[item.id].get("score") if item.id in finished else None for item in items]
-    aggregate = aggregate_task(loaded.name, items, scores, protocol)
     samples = [finished[item.id] for item in items if item.id in finished]
+    scores = [finished[item.id].score if item.id in finished else None for item in items]
+    aggregate = aggregate_task(loaded.name, items, scores, protocol)
     analysis = analyze_samples(samples, verdicts=verdicts, required=REQUIRED_TAGS[prompt_style])
-    n_errors = sum(1 for item in items if finished.get(item.id, {}).get("error"))
-    return {
-        "score": aggregate.score,
-        "n": aggregate.n,
-        "n_scored": aggregate.n_scored,
-        "n_errors": n_errors,
-        "n_judge_pending": sum(1 for sample in samples if awaits_judge(sample)),
-        "complete": all(item.id in finished for item in items),
-        "breakdown": aggregate.breakdown,
-        "source_format": loaded.source_format,
-        "data": task_data_identity(loaded),
-        "analysis": analysis.as_dict(),
-    }, analysis
+    return TaskEntry(
+        score=aggregate.score,
+        n=aggregate.n,
+        n_scored=aggregate.n_scored,
+        n_errors=sum(1 for sample in samples if sample.error),
+        n_judge_pending=sum(1 for sample in samples if awaits_judge(sample)),
+        complete=all(item.id in finished for item in items),
+        breakdown=aggregate.breakdown,
+        source_format=loaded.source_format,
+        data=task_data_identity(loaded),
+        analysis=analysis.as_dict(),
+        wall_time_s=wall_time_s,
+    ), analysis
 
 
-def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> dict[str, Any]:
-    return {
-        "protocol": settings.protocol,
-        "prompt_style": settings.prompt_style,
-        "prompt_hash": style_hash(settings.prompt_style),
-        "frame_policy": settings.frame_policy.as_dict(),
-        "decoding": settings.decoding.as_dict(),
-        "seed": settings.decoding.seed,
-        "limit": settings.limit,
-        "batch_size": settings.batch_size,
-        "shard": list(settings.shard) if settings.shard else None,
-        "decode_timeout_s": settings.decode_timeout_s,
-        "data_root": str(settings.data_root) if settings.data_root else None,
-        "data_files": data_files,
-    }
+def settings_record(settings: EvalSettings, data_files: dict[str, str]) -> RunSettings:
+    return RunSettings(
+        protocol=settings.protocol,
+        prompt_style=settings.prompt_style,
+        prompt_hash=style_hash(settings.prompt_style),
+        frame_policy=settings.frame_policy.as_dict(),
+        decoding=settings.decoding.as_dict(),
+        seed=settings.decoding.seed,
+        limit=settings.limit,
+        batch_size=settings.batch_size,
+        shard=list(settings.shard) if settings.shard else None,
+        decode_timeout_s=settings.decode_timeout_s,
+        data_root=str(settings.data_root) if settings.data_root else None,
+        data_files=data_files,
+    )
 
 
 def run_differences(
-    previous: dict[str, Any],
-    settings_json: dict[str, Any],
+    previous: RunResults,
+    settings_json: RunSettings,
     task_data: dict[str, Any],
     model_fingerprint: dict[str, Any] | None = None,
     *,
@@ -438,19 +455,19 @@ def run_differences(
     content hash). Settings recorded from the loaded backend are compared once it is loaded;
     before that, ``model_spec`` (the model asked for) stands in for the model."""
     recorded = recorded_identity(previous)
-    now = RunIdentity(model_fingerprint, outcome_settings(settings_json), task_data)
+    now = RunIdentity(model_fingerprint, outcome_settings(settings_json.as_json()), task_data)
     ignore = set(RESUMABLE_SETTINGS) if resuming else set()
     if model_fingerprint is None:
         ignore |= set(recorded.settings) - set(now.settings)
     shared = [task for task in task_data if task in recorded.task_data]
     differences = identity_differences(recorded, now, ignore=ignore, tasks=shared)
-    if model_spec is not None and model_spec != (previous.get("model") or {}).get("spec"):
+    if model_spec is not None and model_spec != previous.model.spec:
         differences.insert(0, "model")
     return differences
 
 
 def check_resumable(
-    previous: dict[str, Any] | None, settings_json: dict[str, Any], task_data: dict[str, Any],
+    previous: RunResults | None, settings_json: RunSettings, task_data: dict[str, Any],
     root: Path, model_fingerprint: dict[str, Any] | None = None, model_spec: str | None = None,
 ) -> None:
     """Refuse to mix two different runs in one folder, naming what differs (see
@@ -467,7 +484,7 @@ def check_resumable(
 
 
 def finished_run(
-    previous: dict[str, Any] | None,
+    previous: RunResults | None,
     settings: EvalSettings,
     task_data: dict[str, Any],
     judging: bool = False,
@@ -475,16 +492,16 @@ def finished_run(
     """True when ``previous`` is this very run (same model, settings, limit and data),
     already complete: nothing to load, generate or (with ``judging``, a judge configured now)
     grade."""
-    if not previous or not previous.get("finished_at"):
+    if previous is None or not previous.finished_at:
         return False
-    if previous.get("model", {}).get("spec") != settings.model_spec:
+    if previous.model.spec != settings.model_spec:
         return False
     if run_differences(previous, settings_record(settings, {}), task_data, resuming=False):
         return False
-    tasks = previous.get("tasks", {})
-    if judging and any(tasks.get(name, {}).get("n_judge_pending") for name in settings.tasks):
+    entries = [previous.tasks.get(name) for name in settings.tasks]
+    if judging and any(entry is not None and entry.n_judge_pending for entry in entries):
         return False
-    return all(tasks.get(name, {}).get("complete") for name in settings.tasks)
+    return all(entry is not None and entry.complete for entry in entries)
 
 
 def run_evaluation(
@@ -494,11 +511,11 @@ def run_evaluation(
     *,
     judge: Any = None,
     show_progress: bool = True,
-    on_task_done: Callable[[dict[str, Any]], None] | None = None,
+    on_task_done: Callable[[RunResults], None] | None = None,
     loaded_tasks: Sequence[LoadedTask] | None = None,
     decode_pool: DecodePool | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``settings.tasks`` into ``output`` and return the results dictionary.
+) -> RunResults:
+    """Evaluate ``settings.tasks`` into ``output`` and return its results.
 
     Resumes a previous run in ``output`` (same model and settings), skipping finished items.
     ``loaded_tasks`` replaces loading ``settings.tasks`` from the data (the probe passes items
@@ -513,23 +530,23 @@ def run_evaluation(
         data_files = {
             path: digest for task in loaded_tasks for path, digest in task.data_files.items()
         }
-        model: dict[str, Any] = {"spec": settings.model_spec,
-                                 "name": model_display_name(settings.model_spec),
-                                 "fingerprint": backend.fingerprint()}
+        model = ModelRecord(spec=settings.model_spec,
+                            name=model_display_name(settings.model_spec),
+                            fingerprint=backend.fingerprint())
         settings_json = settings_record(settings, data_files)
-        settings_json["input_transport"] = input_transport(backend)
+        settings_json.input_transport = input_transport(backend)
         previous = store.read_results()
         task_data = {task.name: task_data_identity(task) for task in loaded_tasks}
-        check_resumable(previous, settings_json, task_data, output, model["fingerprint"])
-        results: dict[str, Any] = {
-            "schema": RESULTS_SCHEMA,
-            "model": model,
-            "settings": settings_json,
-            "package": provenance.package_info(),
-            "tasks": dict(previous.get("tasks", {})) if previous else {},
-            "started_at": (previous or {}).get("started_at") or _now(),
-            "finished_at": None,
-        }
+        check_resumable(previous, settings_json, task_data, output, model.fingerprint)
+        results = RunResults(
+            schema=RESULTS_SCHEMA,
+            model=model,
+            settings=settings_json,
+            package=provenance.package_info(),
+            tasks=dict(previous.tasks) if previous else {},
+            started_at=previous.started_at if previous and previous.started_at else _now(),
+            finished_at=None,
+        )
         analysis_sections = []
         grading = GradingJudge(judge) if judge is not None else None
         usage_at_start = backend_usage(backend)
@@ -537,27 +554,28 @@ def run_evaluation(
         for loaded in loaded_tasks:
             outcome = evaluate_task(loaded, backend, store, settings, grading, show_progress,
                                     decode_pool)
-            earlier_time = results["tasks"].get(outcome.name, {}).get("wall_time_s") or 0.0
-            outcome.entry["wall_time_s"] = round(outcome.entry["wall_time_s"] + earlier_time, 3)
-            results["tasks"][outcome.name] = outcome.entry
+            earlier = results.tasks.get(outcome.name)
+            earlier_time = earlier.wall_time_s if earlier is not None else 0.0
+            outcome.entry.wall_time_s = round(outcome.entry.wall_time_s + earlier_time, 3)
+            results.tasks[outcome.name] = outcome.entry
             usage_now = backend_usage(backend)
             if usage_at_start is not None and usage_now is not None:
-                results["backend_usage"] = run_usage(usage_now, usage_at_start,
-                                                     (previous or {}).get("backend_usage") or {})
+                results.backend_usage = run_usage(
+                    usage_now, usage_at_start, (previous.backend_usage if previous else None) or {})
             store.write_results(results)
             analysis_sections.append(f"## {outcome.name}\n\n{outcome.analysis_markdown}\n")
             if on_task_done:
                 on_task_done(results)
         if judge is not None and grading is not None and judge_usage_at_start is not None:
-            earlier_usage = ((previous or {}).get("judge") or {}).get("usage") or {}
+            earlier_usage = previous.judge.usage if previous and previous.judge else {}
             usage = run_usage(judge.usage().as_dict(), judge_usage_at_start, earlier_usage)
-            results["judge"] = {"config": judge.describe(), "usage": usage,
-                                "gave_up": grading.gave_up}
+            results.judge = JudgeRecord(config=judge.describe(), usage=usage,
+                                        gave_up=grading.gave_up)
         # analysis.md first: once results.json says finished, a re-run does nothing, so a
         # crash between the two must leave the run unfinished, not analysis.md missing.
         (output / "analysis.md").write_text(
             "# Process analysis\n\n" + "\n".join(analysis_sections), encoding="utf-8")
-        results["finished_at"] = _now()
+        results.finished_at = _now()
         store.write_results(results)
     return results
 

@@ -26,18 +26,20 @@ from p2r_eval.benchmarks.registry import LoadedTask, load_task
 from p2r_eval.core.items import Item
 from p2r_eval.core.prompts import TEXT_ONLY_STYLE, probe_spec
 from p2r_eval.eval.loop import EvalSettings, limited, run_evaluation
+from p2r_eval.eval.results import RunResults, Sample
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.models.base import Backend
 
 BackendLoader = Callable[[str], Backend]
 
 
-def observation_items(loaded: LoadedTask, perceiver_samples: dict[str, dict[str, Any]],
+def observation_items(loaded: LoadedTask, perceiver_samples: dict[str, Sample],
                       reasoner_style: str) -> LoadedTask:
     """The task's items as text-only items carrying the perceiver's observation."""
     def text_only(item: Item) -> Item:
-        sample = perceiver_samples.get(item.id, {})
-        observation = (sample.get("segments") or {}).get("observation") or ""
+        sample = perceiver_samples.get(item.id)
+        segments = sample.segments if sample is not None else None
+        observation = (segments.observation if segments is not None else None) or ""
         meta = {**item.meta, "observation": observation, "reasoner_style": reasoner_style}
         return dataclasses.replace(item, media=None, media_type="none", meta=meta)
 
@@ -78,13 +80,13 @@ def run_probe(base: EvalSettings, perceiver: str, reasoner: str, output: Path,
     return summary
 
 
-def compare_runs(raw: dict[str, Any], text_only: dict[str, Any],
+def compare_runs(raw: RunResults, text_only: RunResults,
                  text_tasks: list[LoadedTask]) -> dict[str, dict[str, Any]]:
     return {
         task.name: {
-            "raw_video": raw["tasks"][task.name]["score"],
-            "text_only": text_only["tasks"][task.name]["score"],
-            "n": text_only["tasks"][task.name]["n"],
+            "raw_video": raw.tasks[task.name].score,
+            "text_only": text_only.tasks[task.name].score,
+            "n": text_only.tasks[task.name].n,
             "missing_observations": missing_observations(task.items),
         }
         for task in text_tasks

@@ -22,6 +22,7 @@ from typing import Any
 
 from p2r_eval.benchmarks.registry import LoadedTask
 from p2r_eval.core.items import Item
+from p2r_eval.eval.results import RunResults, RunSettings, TaskEntry
 
 OUTCOME_NEUTRAL_SETTINGS = frozenset({
     "batch_size", "shard", "merged_shards", "decode_timeout_s", "data_root", "data_files",
@@ -76,12 +77,12 @@ def outcome_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in OUTCOME_NEUTRAL_SETTINGS}
 
 
-def recorded_identity(results: dict[str, Any]) -> RunIdentity:
+def recorded_identity(results: RunResults) -> RunIdentity:
     """The identity a results.json records (task data None where an older p2r did not)."""
     return RunIdentity(
-        model=(results.get("model") or {}).get("fingerprint"),
-        settings=outcome_settings(results.get("settings") or {}),
-        task_data={name: entry.get("data") for name, entry in (results.get("tasks") or {}).items()},
+        model=results.model.fingerprint,
+        settings=outcome_settings(results.settings.as_json()),
+        task_data={name: entry.data for name, entry in results.tasks.items()},
     )
 
 
@@ -132,16 +133,15 @@ def _short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def uses_demo_suite(settings: dict[str, Any]) -> bool:
+def uses_demo_suite(settings: RunSettings) -> bool:
     """True for a run on the built-in demo suite (no ``--data-root``): a few synthetic items
     per benchmark, whose scores are not comparable with the paper's."""
-    return settings.get("data_root") is None
+    return settings.data_root is None
 
 
-def partially_scored(entry: dict[str, Any]) -> bool:
+def partially_scored(entry: TaskEntry) -> bool:
     """A results.json task entry whose score covers only part of the task's items: not every
     item finished, or items without a score that are not failures (judge-graded items awaiting
     a judge). Such a score is never shown as if it were the benchmark's."""
-    n, n_scored, n_errors = entry.get("n", 0), entry.get("n_scored", 0), entry.get("n_errors", 0)
-    return entry.get("score") is not None and (
-        entry.get("complete") is False or n_scored + n_errors < n)
+    return entry.score is not None and (
+        entry.complete is False or entry.n_scored + entry.n_errors < entry.n)

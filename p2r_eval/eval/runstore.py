@@ -28,7 +28,13 @@ from filelock import FileLock, Timeout
 
 from p2r_eval.core.atomic_files import write_text_atomically
 from p2r_eval.core.jsonio import NotUTF8Error, json_text, jsonl_lines, parse_json, utf8_text
-from p2r_eval.eval.results import ResultsFormatError, RunResults, parse_results, parse_sample
+from p2r_eval.eval.results import (
+    ResultsFormatError,
+    RunResults,
+    Sample,
+    parse_results,
+    parse_sample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +116,17 @@ class RunStore:
         return RunStoreError(f"another p2r run is writing {self.root} right now; wait for it to "
                              "finish or choose another --output")
 
-    def read_results(self) -> dict[str, Any] | None:
-        """results.json as written, checked against the results contract
-        (:class:`p2r_eval.eval.results.RunResults`); None when the run has none yet."""
+    def read_results(self) -> RunResults | None:
+        """results.json, read as the results contract (:class:`p2r_eval.eval.results.
+        RunResults`); None when the run has none yet."""
         data = self.read_json(self.results_path)
-        if data is not None:
-            self._checked_results(data)
-        return data
+        return None if data is None else self._checked_results(data)
 
-    def write_results(self, results: dict[str, Any]) -> None:
+    def write_results(self, results: RunResults) -> None:
         """Atomically replace results.json (write a temporary file, fsync, rename); results
-        that break the contract are refused before anything is written."""
-        self.write_json(self.results_path, self._checked_results(results).as_json())
+        that break the contract (a field assigned a value of the wrong type) are refused
+        before anything is written."""
+        self.write_json(self.results_path, self._checked_results(results.as_json()).as_json())
 
     def _checked_results(self, data: Any) -> RunResults:
         try:
@@ -166,8 +171,13 @@ class RunStore:
             raise RunStoreError(f"{path} is not valid JSON: {error}") from None
         return {key: value for key, value in verdicts.items() if isinstance(value, dict)}
 
-    def append_sample(self, task: str, record: dict[str, Any]) -> None:
+    def append_sample(self, task: str, sample: Sample) -> None:
         """Append one finished item and make it durable before returning."""
+        self.append_record(task, sample.as_json())
+
+    def append_record(self, task: str, record: dict[str, Any]) -> None:
+        """Append one JSON line to the task's log (the annotation store's records are not
+        samples) and make it durable before returning."""
         self.check_still_held()
         path = self.samples_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,31 +187,29 @@ class RunStore:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def replace_samples(self, task: str, records: Iterable[dict[str, Any]]) -> None:
-        """Atomically replace the task's samples file with ``records`` (written to a temporary
+    def replace_samples(self, task: str, samples: Iterable[Sample]) -> None:
+        """Atomically replace the task's samples file with ``samples`` (written to a temporary
         file, fsynced, renamed): a crash leaves the old file or the new one, never a mix."""
         self.check_still_held()
         path = self.samples_path(task)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
         with temporary.open("w", encoding="utf-8") as handle:
-            handle.writelines(json_text(record) + "\n" for record in records)
+            handle.writelines(json_text(sample.as_json()) + "\n" for sample in samples)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
 
-    def load_samples(self, task: str, repair: bool = True) -> dict[str, dict[str, Any]]:
-        """Finished items of ``task`` by id (:meth:`load_records`), each checked against the
-        results contract (:class:`p2r_eval.eval.results.Sample`): a line that breaks it is an
-        error naming the file, line and field."""
-        records = self.load_records(task, repair)
+    def load_samples(self, task: str, repair: bool = True) -> dict[str, Sample]:
+        """Finished items of ``task`` by id (:meth:`load_records`), read as the results
+        contract (:class:`p2r_eval.eval.results.Sample`): a line that breaks it is an error
+        naming the file, line and field."""
         path = self.samples_path(task)
-        for item_id, record in records.items():
-            try:
-                parse_sample(record, f"{path}, the sample of item {item_id!r}")
-            except ResultsFormatError as error:
-                raise RunStoreError(str(error)) from None
-        return records
+        try:
+            return {item_id: parse_sample(record, f"{path}, the sample of item {item_id!r}")
+                    for item_id, record in self.load_records(task, repair).items()}
+        except ResultsFormatError as error:
+            raise RunStoreError(str(error)) from None
 
     def load_records(self, task: str, repair: bool = True) -> dict[str, dict[str, Any]]:
         """The JSON lines of ``task`` by id; a later line for the same id supersedes an earlier.

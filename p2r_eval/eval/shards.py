@@ -20,6 +20,7 @@ from typing import Any
 
 from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.core.items import Item
+from p2r_eval.eval.results import RunResults, Sample
 from p2r_eval.eval.runstore import MERGE_WAIT_S, RunStore, RunStoreError
 
 Shard = tuple[int, int]
@@ -50,25 +51,24 @@ def shard_dir(output: Path, shard: Shard) -> Path:
     return Path(output) / "shards" / f"{shard[0]}-of-{shard[1]}"
 
 
-def finished_shards(output: Path, count: int) -> list[dict[str, Any]] | None:
+def finished_shards(output: Path, count: int) -> list[RunResults] | None:
     """Every shard's results if all ``count`` shards have finished, else None."""
     results = [RunStore(shard_dir(output, (i, count))).read_results() for i in range(count)]
-    if any(r is None or not r.get("finished_at") for r in results):
-        return None
-    return results  # type: ignore[return-value]
+    finished = [r for r in results if r is not None and r.finished_at]
+    return finished if len(finished) == count else None
 
 
-def check_shards_agree(results: Sequence[dict[str, Any]]) -> None:
+def check_shards_agree(results: Sequence[RunResults]) -> None:
     """All shards must come from the same model and settings (only the shard differs)."""
-    def identity(result: dict[str, Any]) -> str:
-        settings = {k: v for k, v in result["settings"].items() if k != "shard"}
-        return json.dumps([result["model"]["fingerprint"], settings], sort_keys=True)
+    def identity(result: RunResults) -> str:
+        settings = {k: v for k, v in result.settings.as_json().items() if k != "shard"}
+        return json.dumps([result.model.fingerprint, settings], sort_keys=True)
 
     if len({identity(r) for r in results}) > 1:
         raise RunStoreError("the shards were run with different models or settings; not merging")
 
 
-def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
+def merge_shards(output: Path, count: int) -> RunResults | None:
     """Merge the ``count`` shards of ``output`` once all have finished; None until then."""
     from p2r_eval.eval.loop import check_samples_match_items, limited, task_entry
     from p2r_eval.eval.run_identity import item_hashes
@@ -79,17 +79,18 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
         return None
     check_shards_agree(shard_results)
     first = shard_results[0]
-    settings = first["settings"]
-    data_root = Path(settings["data_root"]) if settings["data_root"] else None
+    settings = first.settings
+    data_root = Path(settings.data_root) if settings.data_root else None
     store = RunStore(output)
-    merged: dict[str, Any] = {**first, "settings": {**settings, "shard": None,
-                                                      "merged_shards": count}, "tasks": {}}
+    merged = first.model_copy(update={
+        "settings": settings.model_copy(update={"shard": None, "merged_shards": count}),
+        "tasks": {}})
     with store.exclusive(wait_s=MERGE_WAIT_S):
         # Every task is read and checked against the data before anything is rewritten.
         merging = []
-        for name in first["tasks"]:
+        for name in first.tasks:
             loaded = load_task(name, data_root)
-            samples: dict[str, dict[str, Any]] = {}
+            samples: dict[str, Sample] = {}
             for index in range(count):
                 shard_store = RunStore(shard_dir(output, (index, count)))
                 samples.update(shard_store.load_samples(name, repair=False))
@@ -98,22 +99,22 @@ def merge_shards(output: Path, count: int) -> dict[str, Any] | None:
         mark_unfinished(store)
         analysis_sections = []
         for name, loaded, samples in merging:
-            items = limited(loaded.items, settings["limit"])
+            items = limited(loaded.items, settings.limit)
             write_samples_in_order(store, name, items, samples)
             verdicts = merged_verdicts(output, count, name)
             sufficient = {item_id: verdict.get("sufficient") for item_id, verdict in
                           verdicts.items()}
-            entry, analysis = task_entry(loaded, items, samples, settings["protocol"],
-                                         settings["prompt_style"], sufficient or None)
+            wall_time_s = max(r.tasks[name].wall_time_s for r in shard_results)
+            entry, analysis = task_entry(loaded, items, samples, settings.protocol,
+                                         settings.prompt_style, wall_time_s, sufficient or None)
             if verdicts:
                 store.write_verdicts(name, verdicts)
-            entry["wall_time_s"] = max(r["tasks"][name]["wall_time_s"] for r in shard_results)
-            merged["tasks"][name] = entry
+            merged.tasks[name] = entry
             analysis_sections.append(f"## {name}\n\n{render_analysis_table(analysis)}\n")
         # as in a single-process run: analysis.md before results.json says finished
         (output / "analysis.md").write_text(
             "# Process analysis\n\n" + "\n".join(analysis_sections), encoding="utf-8")
-        merged["finished_at"] = max(r["finished_at"] for r in shard_results)
+        merged.finished_at = max(r.finished_at or "" for r in shard_results)
         store.write_results(merged)
     return merged
 
@@ -131,12 +132,12 @@ def mark_unfinished(store: RunStore) -> None:
     killed half-way reads as unfinished (and is redone), never as finished with samples that
     are partly another merge's."""
     previous = store.read_results()
-    if previous and previous.get("finished_at"):
-        store.write_results({**previous, "finished_at": None})
+    if previous and previous.finished_at:
+        store.write_results(previous.model_copy(update={"finished_at": None}))
 
 
 def write_samples_in_order(
-    store: RunStore, task: str, items: Sequence[Item], samples: dict[str, dict[str, Any]]
+    store: RunStore, task: str, items: Sequence[Item], samples: dict[str, Sample]
 ) -> None:
     """Replace ``samples/<task>.jsonl`` (atomically) with one line per item, in item order."""
     store.replace_samples(task, (samples[item.id] for item in items if item.id in samples))

@@ -1,9 +1,10 @@
 """Process analysis of a run's samples: how the model perceives and reasons, not only whether
 it answers right.
 
-For sample dicts with at least ``id``, ``output`` (raw model text, ``None`` for an item that
-failed to generate), ``score`` (float in [0, 1] or ``None``) and ``answer_type`` (optionally
-``options``, the option strings of a multiple-choice item), :func:`analyze_samples` reports:
+For samples of the results contract (:class:`p2r_eval.eval.results.Sample`: ``id``, ``output``,
+the raw model text, ``None`` for an item that failed to generate, ``score`` in [0, 1] or
+``None``, ``answer_type`` and, for a multiple-choice item, ``options``),
+:func:`analyze_samples` reports:
 
 * **Format compliance per segment.** A segment (``observation``, ``think``, ``answer``) is
   compliant when :meth:`Segments.deviations` names no problem with it (missing, empty,
@@ -38,6 +39,7 @@ from p2r_eval.core.answer_types import ANSWER_TYPE_RECORDS
 from p2r_eval.core.items import option_letter
 from p2r_eval.core.scoring import parse_number
 from p2r_eval.core.template import TAGS, parse
+from p2r_eval.eval.results import Sample
 from p2r_eval.judge.verdicts import Verdict
 
 CORRECT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
@@ -283,20 +285,22 @@ def failure_kind(correct: bool | None, sufficient: bool | None) -> str | None:
 
 
 def analyze_sample(
-    sample: Mapping[str, Any],
+    sample: Sample,
+    output: str,
+    answer_type: str,
     *,
     required: tuple[str, ...],
     count_length: Any,
     sufficient: bool | None,
     thresholds: Mapping[str, float],
 ) -> SampleProcess:
-    output = sample["output"]
+    """The process view of a generated ``sample`` (its ``output`` and ``answer_type``)."""
     segments = parse(output)
     deviations = segments.deviations(required)
-    check = think_answer_check(output, sample["answer_type"], sample.get("options"))
-    correct = is_correct(sample.get("score"), sample["answer_type"], thresholds)
+    check = think_answer_check(output, answer_type, sample.options)
+    correct = is_correct(sample.score, answer_type, thresholds)
     return SampleProcess(
-        id=str(sample["id"]),
+        id=str(sample.id),
         well_formed=not deviations,
         deviations=deviations,
         lengths={
@@ -353,9 +357,9 @@ def _attribution_stats(processes: Sequence[SampleProcess]) -> AttributionStats:
 
 
 def analyze_samples(
-    samples: Sequence[Mapping[str, Any]],
+    samples: Sequence[Sample],
     tokenizer: Any = None,
-    verdicts: Mapping[str, Verdict | bool | None] | None = None,
+    verdicts: Mapping[Any, Verdict | bool | None] | None = None,
     *,
     required: tuple[str, ...] = TAGS,
     correct_thresholds: Mapping[str, float] = CORRECT_THRESHOLDS,
@@ -369,20 +373,22 @@ def analyze_samples(
     """
     unit, count_length = _length_counter(tokenizer)
     verdicts = verdicts or {}
-    for sample in samples:
-        missing = {"id", "output", "answer_type"} - set(sample)
-        if missing:
-            raise ValueError(f"sample {sample.get('id', '?')!r} lacks {sorted(missing)}")
-    generated = [s for s in samples if s["output"] is not None]
+    generated = [(sample, sample.output, sample.answer_type)
+                 for sample in samples if sample.output is not None]
+    for sample, _, answer_type in generated:
+        if answer_type is None:
+            raise ValueError(f"sample {sample.id!r} has an output but no answer_type")
     processes = [
         analyze_sample(
             sample,
+            output,
+            answer_type,
             required=required,
             count_length=count_length,
-            sufficient=_verdict_value(verdicts.get(sample["id"], verdicts.get(str(sample["id"])))),
+            sufficient=_verdict_value(verdicts.get(sample.id, verdicts.get(str(sample.id)))),
             thresholds=correct_thresholds,
         )
-        for sample in generated
+        for sample, output, answer_type in generated if answer_type is not None
     ]
     well_formed = sum(p.well_formed for p in processes)
     return ProcessAnalysis(

@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from p2r_eval.core.stats import DEFAULT_TEST_RESAMPLES, PairedTest, paired_bootstrap_test
 from p2r_eval.core.untrusted import visible_controls
+from p2r_eval.eval.results import RunResults, Sample
 from p2r_eval.eval.run_identity import data_difference
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.media.input_policies import describe_input_policy
@@ -37,12 +38,12 @@ def compare_runs(
     """Paired bootstrap test per task both runs scored (or per task in ``tasks``)."""
     run_a, run_b = run_folder(run_a), run_folder(run_b)
     results_a, results_b = read_run(run_a), read_run(run_b)
-    shared = [t for t in results_a["tasks"] if t in results_b["tasks"]]
+    shared = [t for t in results_a.tasks if t in results_b.tasks]
     chosen = list(tasks) if tasks else in_column_order(shared)
     missing = [t for t in chosen if t not in shared]
     if missing:
         raise LeaderboardError(f"task(s) {', '.join(missing)} not in both runs (shared: {shared})")
-    protocol = results_a["settings"].get("protocol", "")
+    protocol = results_a.settings.protocol
     comparisons = []
     for task in chosen:
         samples_a = RunStore(run_a).load_samples(task, repair=False)
@@ -68,41 +69,40 @@ def compare_runs(
 
 
 def content_mismatches(
-    samples_a: dict[str, dict[str, Any]], samples_b: dict[str, dict[str, Any]]
+    samples_a: dict[str, Sample], samples_b: dict[str, Sample]
 ) -> set[str]:
     """Ids in both runs whose samples answer different items: their recorded content hashes
     differ (samples from before hashes were recorded pair by id)."""
     return {
         key for key in samples_a.keys() & samples_b.keys()
-        if None not in (samples_a[key].get("item_sha256"), samples_b[key].get("item_sha256"))
-        and samples_a[key]["item_sha256"] != samples_b[key]["item_sha256"]
+        if None not in (samples_a[key].item_sha256, samples_b[key].item_sha256)
+        and samples_a[key].item_sha256 != samples_b[key].item_sha256
     }
 
 
-def data_difference_of(results_a: dict[str, Any], results_b: dict[str, Any], task: str) -> str:
+def data_difference_of(results_a: RunResults, results_b: RunResults, task: str) -> str:
     """How two runs' data of ``task`` differ, in words."""
-    return data_difference(results_a["tasks"][task].get("data"),
-                           results_b["tasks"][task].get("data")) or "the same data files"
+    return data_difference(results_a.tasks[task].data,
+                           results_b.tasks[task].data) or "the same data files"
 
 
-def settings_diff(results_a: dict[str, Any], results_b: dict[str, Any]) -> list[str]:
+def settings_diff(results_a: RunResults, results_b: RunResults) -> list[str]:
     """The evaluation settings in which two runs differ, as ``name: A vs B``."""
 
-    def flat(results: dict[str, Any]) -> dict[str, Any]:
-        settings = results["settings"]
+    def flat(results: RunResults) -> dict[str, Any]:
+        settings = results.settings
         return {
-            "protocol": settings.get("protocol"),
-            "prompt style": settings.get("prompt_style"),
-            "inputs": describe_input_policy(settings.get("frame_policy") or {}),
-            "decoding": settings.get("decoding"),
-            "limit": settings.get("limit"),
+            "protocol": settings.protocol,
+            "prompt style": settings.prompt_style,
+            "inputs": describe_input_policy(settings.frame_policy),
+            "decoding": settings.decoding,
+            "limit": settings.limit,
         }
 
     a, b = flat(results_a), flat(results_b)
     differing = [f"{key}: {a[key]} vs {b[key]}" for key in a if a[key] != b[key]]
-    for task in in_column_order([t for t in results_a["tasks"] if t in results_b["tasks"]]):
-        data = data_difference(results_a["tasks"][task].get("data"),
-                               results_b["tasks"][task].get("data"))
+    for task in in_column_order([t for t in results_a.tasks if t in results_b.tasks]):
+        data = data_difference(results_a.tasks[task].data, results_b.tasks[task].data)
         if data:
             differing.append(f"data of {task}: {data}")
     return differing
@@ -126,8 +126,8 @@ def render_comparison(run_a: Path, run_b: Path, comparisons: Sequence[TaskCompar
         for c in comparisons
     ]
     lines = [
-        visible_controls(f"A: {results_a['model'].get('name')} ({run_folder(run_a)})"),
-        visible_controls(f"B: {results_b['model'].get('name')} ({run_folder(run_b)})"),
+        visible_controls(f"A: {results_a.model.name} ({run_folder(run_a)})"),
+        visible_controls(f"B: {results_b.model.name} ({run_folder(run_b)})"),
         "",
         tabulate(
             cells,

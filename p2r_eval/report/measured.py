@@ -17,6 +17,7 @@ from p2r_eval.core.stats import (
     bootstrap_ci,
     mean_score,
 )
+from p2r_eval.eval.results import RunResults, RunSettings, TaskEntry
 from p2r_eval.eval.run_identity import partially_scored, uses_demo_suite
 from p2r_eval.eval.runstore import RunStore, RunStoreError
 from p2r_eval.media.input_policies import (
@@ -76,7 +77,7 @@ def aggregate_for_task(task: str, protocol: str) -> GroupMeanAggregate:
     return aggregation_for(task, protocol).statistic
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
+def read_run(run_dir: Path) -> RunResults:
     """results.json of a run folder (or of the folder holding a given results.json)."""
     run_dir = Path(run_dir)
     try:
@@ -85,9 +86,6 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         raise LeaderboardError(str(error)) from None
     if results is None:
         raise LeaderboardError(f"{run_dir}: no results.json (is this a p2r-eval output folder?)")
-    for key in ("model", "settings", "tasks"):
-        if not isinstance(results.get(key), dict):
-            raise LeaderboardError(f"{run_dir / 'results.json'}: missing or invalid {key!r}")
     return results
 
 
@@ -111,16 +109,15 @@ def measured_row_from_run(
     """
     run_dir = run_folder(run_dir)
     results = read_run(run_dir)
-    name = name or str(results["model"].get("name") or results["model"].get("spec") or run_dir.name)
+    name = name or results.model.name or results.model.spec or run_dir.name
     if paper_prompt_style is None:
         paper_prompt_style = _paper_prompt_style(name)
-    tasks: dict[str, dict[str, Any]] = results["tasks"]
-    settings: dict[str, Any] = results["settings"]
+    tasks, settings = results.tasks, results.settings
     intervals, interval_notes = _task_intervals(run_dir, tasks, settings, n_resamples, seed)
     return MeasuredRow(
         name=name,
         run_dir=run_dir,
-        scores={task: entry.get("score") for task, entry in tasks.items()},
+        scores={task: entry.score for task, entry in tasks.items()},
         settings_label=settings_label(settings),
         footnotes=tuple(
             demo_suite_notes(settings, tasks)
@@ -141,10 +138,10 @@ DEMO_SUITE_NOTE = (
 )
 
 
-def demo_suite_notes(settings: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> list[str]:
+def demo_suite_notes(settings: RunSettings, tasks: dict[str, TaskEntry]) -> list[str]:
     if not uses_demo_suite(settings):
         return []
-    return [DEMO_SUITE_NOTE.format(items=sum(entry.get("n", 0) for entry in tasks.values()))]
+    return [DEMO_SUITE_NOTE.format(items=sum(entry.n for entry in tasks.values()))]
 
 
 def _paper_prompt_style(name: str) -> str | None:
@@ -154,24 +151,24 @@ def _paper_prompt_style(name: str) -> str | None:
     return None
 
 
-def settings_label(settings: dict[str, Any]) -> str:
+def settings_label(settings: RunSettings) -> str:
     """Protocol, prompt style and inputs, e.g. ``video-r1, p2r prompt, video-r1 inputs`` or
     ``official, direct prompt, 32 frames``."""
-    inputs = input_policy_label(settings.get("frame_policy") or {})
-    return f"{settings.get('protocol', '?')}, {settings.get('prompt_style', '?')} prompt, {inputs}"
+    inputs = input_policy_label(settings.frame_policy)
+    return f"{settings.protocol}, {settings.prompt_style} prompt, {inputs}"
 
 
-def setting_differences(settings: dict[str, Any], paper_prompt_style: str | None) -> list[str]:
+def setting_differences(settings: RunSettings, paper_prompt_style: str | None) -> list[str]:
     """One footnote per evaluation setting that differs from the paper's."""
     notes: list[str] = []
-    protocol = settings.get("protocol")
+    protocol = settings.protocol
     if protocol != PAPER.protocol:
         notes.append(f"protocol {protocol} (paper: {PAPER.protocol})")
-    policy = settings.get("frame_policy") or {}
+    policy = settings.frame_policy
     if recorded_input_policy(policy) != PAPER.input_policy:
         paper_policy = describe_input_policy({"input_policy": PAPER.input_policy})
         notes.append(f"input policy {describe_input_policy(policy)} (paper: {paper_policy})")
-    decoding = settings.get("decoding") or {}
+    decoding = settings.decoding
     if not greedy_equivalent(decoding):
         notes.append(
             f"sampled decoding, temperature {decoding.get('temperature')}, top_p "
@@ -181,11 +178,11 @@ def setting_differences(settings: dict[str, Any], paper_prompt_style: str | None
         notes.append(
             f"at most {decoding.get('max_new_tokens')} new tokens (paper: {PAPER.max_new_tokens})"
         )
-    style = settings.get("prompt_style")
+    style = settings.prompt_style
     if paper_prompt_style and style != paper_prompt_style:
         notes.append(f"prompt style {style} (paper: {paper_prompt_style}, the model's own)")
-    if settings.get("limit") is not None:
-        notes.append(f"first {settings['limit']} items of each benchmark only (paper: all items)")
+    if settings.limit is not None:
+        notes.append(f"first {settings.limit} items of each benchmark only (paper: all items)")
     return notes
 
 
@@ -198,22 +195,22 @@ def greedy_equivalent(decoding: dict[str, Any]) -> bool:
     return (top_p is not None and top_p <= 0.001) or temperature == 0
 
 
-def run_state_notes(results: dict[str, Any]) -> list[str]:
-    return [] if results.get("finished_at") else ["run not finished: scores are partial"]
+def run_state_notes(results: RunResults) -> list[str]:
+    return [] if results.finished_at else ["run not finished: scores are partial"]
 
 
-def task_notes(tasks: dict[str, dict[str, Any]]) -> list[str]:
+def task_notes(tasks: dict[str, TaskEntry]) -> list[str]:
     """Footnotes for tasks with failed or unscored items (their cells may read '-')."""
     labels = task_labels()
     notes = []
     for task, entry in tasks.items():
         label = labels.get(task, task)
-        n, n_scored, n_errors = entry.get("n"), entry.get("n_scored"), entry.get("n_errors", 0)
-        if entry.get("score") is None:
+        n, n_scored, n_errors = entry.n, entry.n_scored, entry.n_errors
+        if entry.score is None:
             notes.append(f"{label}: no score yet ({n_scored} of {n} items scored)")
         elif n_errors:
             notes.append(f"{label}: {n_errors} of {n} items failed (no model output)")
-        if entry.get("complete") is False:
+        if entry.complete is False:
             notes.append(f"{label}: not every item has finished; the score covers those that did")
         if partially_scored(entry):
             notes.append(f"{label}: partial, {n_scored} of {n} items scored (the rest failed or "
@@ -224,8 +221,8 @@ def task_notes(tasks: dict[str, dict[str, Any]]) -> list[str]:
 
 def _task_intervals(
     run_dir: Path,
-    tasks: dict[str, dict[str, Any]],
-    settings: dict[str, Any],
+    tasks: dict[str, TaskEntry],
+    settings: RunSettings,
     n_resamples: int,
     seed: int,
 ) -> tuple[dict[str, ConfidenceInterval], dict[str, str]]:
@@ -235,22 +232,22 @@ def _task_intervals(
     intervals: dict[str, ConfidenceInterval] = {}
     notes: dict[str, str] = {}
     for task, entry in tasks.items():
-        if entry.get("score") is None:
+        if entry.score is None:
             continue
         try:
             samples = list(store.load_samples(task, repair=False).values())
         except RunStoreError as error:
             raise LeaderboardError(str(error)) from None
-        if not any(sample.get("score") is not None for sample in samples):
+        if not any(sample.score is not None for sample in samples):
             notes[task] = f"no scored samples in {store.samples_path(task)}"
             continue
-        aggregate = aggregate_for_task(task, settings.get("protocol", ""))
+        aggregate = aggregate_for_task(task, settings.protocol)
         interval = bootstrap_ci(samples, aggregate, n_resamples=n_resamples, seed=seed)
         recomputed = 100 * interval.estimate
-        if abs(recomputed - float(entry["score"])) > CI_TOLERANCE_POINTS:
+        if abs(recomputed - float(entry.score)) > CI_TOLERANCE_POINTS:
             notes[task] = (
                 f"no CI: the samples give {recomputed:.2f} as {aggregate.description}, "
-                f"results.json reports {entry['score']}"
+                f"results.json reports {entry.score}"
             )
             continue
         intervals[task] = interval
@@ -258,11 +255,11 @@ def _task_intervals(
 
 
 
-def tables_of_run(results: dict[str, Any]) -> list[str]:
+def tables_of_run(results: RunResults) -> list[str]:
     """The tables a run is a row of: the paper's main table, and the own table of each
     non-paper task it scored that names one in its YAML (the toy suite's)."""
     return ["main", *(table for task, table in own_leaderboards().items()
-                      if task in results["tasks"])]
+                      if task in results.tasks)]
 
 
 

@@ -55,7 +55,7 @@ def lower_case_rule(item, output, judge):
 
 
 MEAN_OF_KINDS = Aggregation(GroupMeanAggregate(
-    lambda sample: (f"kind/{sample['meta']['kind']}",), "mean of the kinds' means"),
+    lambda sample: (f"kind/{sample.meta['kind']}",), "mean of the kinds' means"),
     task_breakdown=False)
 
 BENCHMARK = Benchmark(

@@ -292,7 +292,7 @@ def test_the_bootstrap_statistic_on_the_runs_samples_is_the_task_score(protocol:
                for item, score in zip(items, scores, strict=True)]
     statistic = aggregation_for("vsibench", protocol).statistic
     result = aggregate_task("vsibench", items, scores, protocol)
-    assert result.score == pytest.approx(100 * statistic([r for r in records if r["score"]
+    assert result.score == pytest.approx(100 * statistic([r for r in records if r.score
                                                           is not None]), abs=1e-12)
 
 

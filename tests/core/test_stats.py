@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from p2r_eval.benchmarks import vsibench
 from p2r_eval.core.stats import (
     GroupMeanAggregate,
+    ScoredItem,
     bootstrap_ci,
     mean_score,
     paired_bootstrap_test,
@@ -21,7 +24,7 @@ vsi_official_score = vsibench.OFFICIAL_AGGREGATION.statistic
 
 def samples_from(scores, prefix="q", answer_type="multiple choice"):
     return [
-        {"id": f"{prefix}{i}", "score": score, "answer_type": answer_type}
+        ScoredItem(f"{prefix}{i}", score, answer_type)
         for i, score in enumerate(scores)
     ]
 
@@ -88,20 +91,20 @@ def test_bootstrap_ci_of_vsi_resamples_items_and_recomputes_the_vsi_aggregate():
     assert interval.high < 0.6
 
 
-def vsi_official_samples(n_per_type: int, seed: int = 0) -> list[dict]:
+def vsi_official_samples(n_per_type: int, seed: int = 0) -> list[ScoredItem]:
     """Samples over the ten question types (three relative-direction types among them)."""
     types = ["object_counting", "object_abs_distance", "object_size_estimation",
              "room_size_estimation", "object_rel_distance", "route_planning",
              "obj_appearance_order", "object_rel_direction_easy",
              "object_rel_direction_medium", "object_rel_direction_hard"]
     rng = np.random.default_rng(seed)
-    return [{"id": f"{name}{i}", "score": float(rng.random() < 0.4 + 0.05 * k),
-             "meta": {"question_type": name}}
+    return [ScoredItem(f"{name}{i}", float(rng.random() < 0.4 + 0.05 * k),
+                       meta={"question_type": name})
             for k, name in enumerate(types) for i in range(n_per_type)]
 
 
 def test_vsi_official_score_averages_eight_categories_directions_first():
-    samples = [{"id": str(i), "score": score, "meta": {"question_type": name}}
+    samples = [ScoredItem(str(i), score, meta={"question_type": name})
                for i, (name, score) in enumerate([
                    ("object_rel_direction_easy", 1.0), ("object_rel_direction_hard", 0.0),
                    ("object_rel_direction_hard", 0.0), ("route_planning", 1.0),
@@ -114,7 +117,7 @@ def test_vsi_official_score_averages_eight_categories_directions_first():
 
 
 def test_samples_without_a_group_are_left_out():
-    samples = vsi_official_samples(3) + [{"id": "x", "score": 1.0, "meta": {}}]
+    samples = vsi_official_samples(3) + [ScoredItem("x", 1.0, meta={})]
     assert vsi_official_score(samples) == vsi_official_score(samples[:-1])
     with pytest.raises(ValueError, match="empty"):
         vsi_official_score(samples[-1:])
@@ -123,9 +126,9 @@ def test_samples_without_a_group_are_left_out():
 @pytest.mark.parametrize("aggregate", [mean_score, vsi_video_r1_score, vsi_official_score],
                          ids=repr)
 def test_vectorised_resamples_equal_the_aggregate_of_each_resample(aggregate):
-    samples = vsi_official_samples(4, seed=2)
-    for i, sample in enumerate(samples):
-        sample["answer_type"] = "regression" if i % 3 == 0 else "multiple choice"
+    samples = [dataclasses.replace(sample, answer_type="regression" if i % 3 == 0
+                                   else "multiple choice")
+               for i, sample in enumerate(vsi_official_samples(4, seed=2))]
     indices = np.random.default_rng(5).integers(0, len(samples), size=(50, len(samples)))
     fast = aggregate.over_resamples(samples, indices)
     slow = [aggregate([samples[i] for i in row]) for row in indices]
@@ -133,7 +136,7 @@ def test_vectorised_resamples_equal_the_aggregate_of_each_resample(aggregate):
 
 
 def test_group_paths_of_different_lengths_are_refused():
-    uneven = GroupMeanAggregate(lambda s: ("a",) * int(s["score"]), "uneven")
+    uneven = GroupMeanAggregate(lambda s: ("a",) * int(s.score), "uneven")
     with pytest.raises(ValueError, match="different lengths"):
         uneven(samples_from([0.0, 1.0]))
 
@@ -179,9 +182,9 @@ def test_paired_p_value_agrees_with_an_exact_sign_test():
 
 
 def test_pairing_uses_shared_scored_items_and_reports_the_rest():
-    run_a = samples_from([1.0, 1.0, 0.0, None]) + [{"id": "only-a", "score": 1.0}]
-    run_b = samples_from([0.0, 1.0, 0.0, 1.0]) + [{"id": "only-b1", "score": 0.0}]
-    run_b.append({"id": "only-b2", "score": 0.0})
+    run_a = samples_from([1.0, 1.0, 0.0, None]) + [ScoredItem("only-a", 1.0)]
+    run_b = samples_from([0.0, 1.0, 0.0, 1.0]) + [ScoredItem("only-b1", 0.0)]
+    run_b.append(ScoredItem("only-b2", 0.0))
     test = paired_bootstrap_test(run_a, run_b, n_resamples=200)
     assert (test.n_paired, test.n_unscored, test.n_only_a, test.n_only_b) == (3, 1, 1, 2)
     assert test.score_a == pytest.approx(2 / 3)

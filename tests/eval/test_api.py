@@ -36,11 +36,12 @@ def test_the_api_and_the_command_write_the_same_results(tmp_path: Path, replay: 
     assert api_scores == scores_without_provenance(tmp_path / "cli")
     assert set(run.tasks) == {"mvbench", "videomme"}
     mvbench = run.tasks["mvbench"]
-    assert mvbench.n == run.results["tasks"]["mvbench"]["n"] > 0
+    assert run.results is not None
+    assert mvbench.n == run.results.tasks["mvbench"].n > 0
     assert mvbench.n_errors == mvbench.n  # no replay line matches a demo-suite id
     assert run.output == tmp_path / "api"
     assert tmp_path / "api" / "leaderboards" / "main.md" in run.leaderboards
-    assert run.results["settings"]["protocol"] == "official"
+    assert run.results.settings.protocol == "official"
 
 
 def test_settings_are_validated_by_the_command_parser(tmp_path: Path, replay: Path) -> None:

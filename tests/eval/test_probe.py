@@ -52,6 +52,6 @@ def test_probe_runs_end_to_end_on_the_demo_model(tmp_path, capsys):
             asked = build_prompt(dataclasses.replace(item, media=None, media_type="none",
                                                      meta=meta), "text-only")
             assert observations[(task, item.id)] in asked
-            assert sample["prompt_hash"] == prompt_hash(asked)
+            assert sample.prompt_hash == prompt_hash(asked)
     raw = json.loads((output / "raw_video" / "results.json").read_text())
     assert raw["settings"]["prompt_style"] == "r1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from results_support import minimal_results
+from results_support import minimal_results, minimal_run_results
 
 from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.cli.main import main
@@ -99,17 +99,28 @@ def test_a_malformed_task_entry_is_refused_naming_the_field(tmp_path):
         RunStore(tmp_path).read_results()
 
 
-def test_an_unknown_field_is_refused_and_nothing_is_written(tmp_path):
-    store = RunStore(tmp_path)
+def test_an_unknown_field_is_refused_naming_it(tmp_path):
+    results = {**minimal_results(), "settings": {**minimal_results()["settings"],
+                                                 "temprature": 0.1}}
+    (tmp_path / "results.json").write_text(json.dumps(results), encoding="utf-8")
     with pytest.raises(RunStoreError, match=r"field 'settings.temprature': Extra inputs"):
-        store.write_results({**minimal_results(),
-                             "settings": {**minimal_results()["settings"], "temprature": 0.1}})
+        RunStore(tmp_path).read_results()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydantic warns as it writes the wrong type
+def test_results_given_a_value_of_the_wrong_type_are_refused_and_nothing_is_written(tmp_path):
+    store = RunStore(tmp_path)
+    results = minimal_run_results()
+    results.settings.seed = "zero"  # type: ignore[assignment]
+    with pytest.raises(RunStoreError, match=r"field 'settings.seed': "):
+        store.write_results(results)
     assert not store.results_path.exists()
 
 
 def test_a_sample_that_breaks_the_contract_names_file_item_and_field(tmp_path):
     store = RunStore(tmp_path)
-    store.append_sample("mvbench", {"id": "a1", "score": "high"})
+    store.samples_path("mvbench").parent.mkdir()
+    store.samples_path("mvbench").write_text('{"id": "a1", "score": "high"}\n')
     with pytest.raises(RunStoreError, match=r"mvbench.jsonl, the sample of item 'a1': "
                                             r"field 'score'"):
         store.load_samples("mvbench")

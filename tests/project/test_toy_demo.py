@@ -30,8 +30,10 @@ def test_the_demo_model_answers_the_toy_demo_items(tmp_path: Path,
     code = main(["--model", "demo", "--tasks", "toy", "--frames", "8", "--max-pixels", "3136",
                  "--max-new-tokens", "96", "--output", str(output), "--quiet"])
     assert code == 0
-    toy = RunStore(output).read_results()["tasks"]["toy"]
-    assert toy["n"] == 8 and toy["n_errors"] == 0
-    assert toy["analysis"]["well_formed_rate"] >= 0.75
-    assert toy["score"] > 0
+    results = RunStore(output).read_results()
+    assert results is not None and results.tasks["toy"].analysis is not None
+    toy = results.tasks["toy"]
+    assert toy.n == 8 and toy.n_errors == 0
+    assert toy.analysis["well_formed_rate"] >= 0.75
+    assert toy.score is not None and toy.score > 0
     assert (output / "leaderboards" / "toy.md").is_file()

@@ -101,7 +101,9 @@ def test_a_second_run_on_the_same_folder_refuses_and_the_first_is_intact(judged_
     assert first.returncode == 0, err
     lines = [json.loads(line) for line in samples.read_text().splitlines()]
     assert max(Counter(line["id"] for line in lines).values()) == 1
-    assert {line["id"]: line for line in lines} == RunStore(reference).load_samples("mmvu")
+    assert {line["id"]: line for line in lines} == {
+        item_id: sample.as_json()
+        for item_id, sample in RunStore(reference).load_samples("mmvu").items()}
     assert json.loads((output / "results.json").read_text())["tasks"]["mmvu"]["score"] == \
         json.loads((reference / "results.json").read_text())["tasks"]["mmvu"]["score"]
 

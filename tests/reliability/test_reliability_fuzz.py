@@ -34,6 +34,7 @@ from p2r_eval.core.items import ANSWER_TYPES
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.core.template import TAGS, parse
 from p2r_eval.core.unicode_text import valid_unicode
+from p2r_eval.eval.results import Sample
 from p2r_eval.judge import JudgeError, RetryPolicy, make_judge
 from p2r_eval.judge.verdicts import Verdict, parse_verdict_reply
 from p2r_eval.report.analysis import analyze_samples, render_analysis_table, think_answer_check
@@ -263,12 +264,12 @@ def test_a_grading_reply_is_cached_as_a_verdict_only_when_it_holds_one(scripted_
                           st.sampled_from(ANSWER_TYPES), options_lists), max_size=6))
 @pytest.mark.slow
 def test_the_process_analysis_never_raises_on_outputs(rows):
-    samples = [{"id": index, "output": output, "score": score, "answer_type": answer_type,
-                "options": options} for index, (output, score, answer_type, options)
+    samples = [Sample(id=index, output=output, score=score, answer_type=answer_type,
+                      options=options) for index, (output, score, answer_type, options)
                in enumerate(rows)]
-    for sample in samples:
-        if sample["output"] is not None:
-            think_answer_check(sample["output"], sample["answer_type"], sample["options"])
+    for output, _, answer_type, options in rows:
+        if output is not None:
+            think_answer_check(output, answer_type, options)
     analysis = analyze_samples(samples)
     assert analysis.samples + analysis.errored == len(samples)
     assert isinstance(render_analysis_table(analysis), str)

@@ -224,10 +224,10 @@ def test_a_samples_file_deleted_mid_run_leaves_the_run_unfinished(tmp_path):
 
     settings = EvalSettings(model_spec=f"replay:{replay}", tasks=("mvbench",), data_root=root)
     results = run_evaluation(settings, DeletingSamples(replay), output, show_progress=False)
-    entry = results["tasks"]["mvbench"]
-    assert entry["complete"] is False and entry["n_scored"] + entry["n_errors"] <= 51
+    entry = results.tasks["mvbench"]
+    assert entry.complete is False and entry.n_scored + entry.n_errors <= 51
     resumed = run_evaluation(settings, ReplayBackend(replay), output, show_progress=False)
-    assert resumed["tasks"]["mvbench"]["complete"] is True
+    assert resumed.tasks["mvbench"].complete is True
     assert len(RunStore(output).load_samples("mvbench")) == 100
 
 
@@ -308,7 +308,7 @@ def test_a_judge_reply_without_a_verdict_is_retried_never_cached_and_left_pendin
         assert main(args(server)) == 0
         assert server.model_calls() == count  # nothing was cached from the replies without one
     samples = RunStore(output).load_samples("mmvu")
-    assert all(sample["score"] is not None for sample in samples.values())
+    assert all(sample.score is not None for sample in samples.values())
 
 
 # -- 7. a killed re-merge ------------------------------------------------------------------------

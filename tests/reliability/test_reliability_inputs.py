@@ -146,10 +146,10 @@ def test_paths_leaving_the_data_root_are_refused_and_never_read(escape_root, tmp
     ids = escape_root["ids"]
     for name, refusal in EXPECTED_REFUSAL.items():
         sample = samples[ids[name]]
-        assert sample["output"] is None and refusal in sample["error"], (name, sample["error"])
-        assert sample["error"].startswith(f"mvbench/{ids[name]}: ")
+        assert sample.output is None and refusal in sample.error, (name, sample.error)
+        assert sample.error.startswith(f"mvbench/{ids[name]}: ")
     for name in ("safe", "symlink-inside-root"):
-        assert samples[ids[name]]["error"] is None and samples[ids[name]]["output"] is not None
+        assert samples[ids[name]].error is None and samples[ids[name]].output is not None
 
 
 def test_a_frame_folder_image_linking_outside_the_data_root_is_refused(tmp_path):
@@ -306,10 +306,10 @@ def test_odd_media_paths_are_each_items_error_for_the_model(odd_root, tmp_path):
                  "--output", str(output)]) == 0
     samples = RunStore(output).load_samples("mvbench")
     for name, (_, reason) in ODD_MEDIA.items():
-        error = samples[odd_root["ids"][name]]["error"]
+        error = samples[odd_root["ids"][name]].error
         assert error.startswith(f"mvbench/{odd_root['ids'][name]}: ") and reason in error, error
     for name in ("newline", "ok"):
-        assert samples[odd_root["ids"][name]]["output"] is not None
+        assert samples[odd_root["ids"][name]].output is not None
 
 
 def test_odd_media_paths_do_not_stop_a_replay(odd_root, tmp_path):

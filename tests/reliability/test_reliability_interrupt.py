@@ -34,6 +34,7 @@ from killing import run_and_kill
 
 from p2r_eval.cli.main import main
 from p2r_eval.eval.loop import EvalSettings, run_evaluation
+from p2r_eval.eval.results import RunResults
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.models.base import Request
 from p2r_eval.models.replay import ReplayBackend
@@ -207,8 +208,8 @@ def test_analysis_is_written_before_the_run_is_marked_finished(data_root, tmp_pa
     seen: list[tuple[bool, bool]] = []
     write_results = RunStore.write_results
 
-    def recording(store: RunStore, results: dict[str, Any]) -> None:
-        seen.append((bool(results["finished_at"]), (store.root / "analysis.md").is_file()))
+    def recording(store: RunStore, results: RunResults) -> None:
+        seen.append((bool(results.finished_at), (store.root / "analysis.md").is_file()))
         write_results(store, results)
 
     monkeypatch.setattr(RunStore, "write_results", recording)

@@ -141,7 +141,7 @@ def eval_args(task: dict[str, Path], server: FakeJudgeServer, output: Path, cach
 
 
 def scores(run: Path) -> dict[str, tuple]:
-    return {item_id: (s["score"], s["extracted"], s["note"])
+    return {item_id: (s.score, s.extracted, s.note)
             for item_id, s in RunStore(run).load_samples("mmvu").items()}
 
 
@@ -184,7 +184,7 @@ def test_an_exhausted_retry_budget_stops_judging_and_a_rerun_finishes_without_re
     assert "run the same command again" in error
     first = scores(output)
     assert len(first) == ITEMS and sum(score is None for score, _, _ in first.values()) == 9
-    assert all(RunStore(output).load_samples("mmvu")[i]["output"] for i in first)
+    assert all(RunStore(output).load_samples("mmvu")[i].output for i in first)
     results = json.loads((output / "results.json").read_text())
     assert results["tasks"]["mmvu"]["n_judge_pending"] == 9
     assert "gave up after 2 attempts" in results["judge"]["gave_up"]

@@ -151,14 +151,14 @@ def test_every_bad_file_is_one_items_clear_error_and_the_run_goes_on(
     for item_id, name in names.items():
         sample = samples[item_id]
         if name in decodes:
-            assert sample["error"] is None and isinstance(sample["output"], str), name
+            assert sample.error is None and isinstance(sample.output, str), name
         else:
-            assert sample["output"] is None and sample["error"], name
-            assert sample["error"].startswith(f"mvbench/{item_id}: ")
+            assert sample.output is None and sample.error, name
+            assert sample.error.startswith(f"mvbench/{item_id}: ")
             if name == "sliver.mp4":  # decodes; the model's processor refuses 4000x16
-                assert "aspect ratio" in sample["error"]
+                assert "aspect ratio" in sample.error
             else:
-                assert name in sample["error"], sample["error"]
+                assert name in sample.error, sample.error
     results = json.loads((output / "results.json").read_text())
     assert results["tasks"]["mvbench"]["n_errors"] == len(names) - len(decodes)
 
@@ -193,5 +193,5 @@ def test_the_pipeline_decodes_under_a_time_budget(bad_media_root, tmp_path):
     samples = RunStore(output).load_samples("mvbench")
     decodes = [i for i, n in bad_media_root["names"].items() if n in bad_media_root["decodes"]]
     for item_id in decodes:
-        assert "time budget exceeded" in samples[item_id]["error"], samples[item_id]
+        assert "time budget exceeded" in samples[item_id].error, samples[item_id]
     assert code == 1  # every item failed

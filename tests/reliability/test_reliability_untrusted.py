@@ -128,7 +128,7 @@ def test_outputs_are_stored_verbatim_and_json_escaped(hostile_runs):
     for task in ("mvbench", "videomme"):
         samples = store.load_samples(task)
         for index, item in enumerate(load_task(task).items):
-            assert samples[item.id]["output"] == HOSTILE_OUTPUTS[index % len(HOSTILE_OUTPUTS)]
+            assert samples[item.id].output == HOSTILE_OUTPUTS[index % len(HOSTILE_OUTPUTS)]
         raw = store.samples_path(task).read_bytes()
         for char in "\x1b\x00\x07\x08\r":  # JSON escapes every ASCII control character
             assert char.encode() not in raw
@@ -169,7 +169,7 @@ def test_probe_report_with_hostile_observations(tmp_path):
     assert_inert_markdown((tmp_path / "probe" / "probe.md").read_text(encoding="utf-8"))
     assert summary["tasks"]["mvbench"]["n"] == 4
     perceived = RunStore(tmp_path / "probe" / "perceiver").load_samples("mvbench")
-    assert {s["segments"]["observation"] for s in perceived.values()} >= {
+    assert {s.segments.observation for s in perceived.values()} >= {
         "| col | col |\n|---|---|\n<script>alert(1)</script>"}
 
 
@@ -209,8 +209,8 @@ def test_judge_injections_in_predictions_do_not_change_the_grade(tmp_path, monke
                      "--quiet", "--output", str(output)])
         assert code == 0 and server.model_calls() == 4
     samples = RunStore(output).load_samples("mmvu")
-    assert {i: s["score"] for i, s in samples.items()} == {"1": 0.0, "2": 0.0, "3": 0.0, "4": 1.0}
-    assert all(s["note"] == "judged" for s in samples.values())
+    assert {i: s.score for i, s in samples.items()} == {"1": 0.0, "2": 0.0, "3": 0.0, "4": 1.0}
+    assert all(s.note == "judged" for s in samples.values())
 
 
 # -- annotation: records and traces verbatim, summary printable --------------------------------
@@ -312,8 +312,8 @@ def test_lone_surrogates_in_questions_and_outputs_are_stored_and_judged(tmp_path
         assert main(command) == 0  # the re-run reads everything back: already finished
         assert server.model_calls() == 4
     samples = RunStore(output).load_samples("mmvu")
-    assert {i: s["output"] for i, s in samples.items()} == SURROGATE_OUTPUTS
-    assert {i: s["score"] for i, s in samples.items()} == {"1": 1.0, "2": 1.0, "3": 0.0,
+    assert {i: s.output for i, s in samples.items()} == SURROGATE_OUTPUTS
+    assert {i: s.score for i, s in samples.items()} == {"1": 1.0, "2": 1.0, "3": 0.0,
                                                           "4": 1.0}
     assert_inert_markdown((output / "analysis.md").read_text(encoding="utf-8"))
     assert_inert_markdown((output / "leaderboards" / "main.md").read_text(encoding="utf-8"))
@@ -330,9 +330,9 @@ def test_a_lone_surrogate_in_a_question_reaches_the_model_as_a_replacement_chara
     assert main(["--model", "demo", "--tasks", "mvbench", "--data-root", str(root), "--frames",
                  "4", "--max-new-tokens", "4", "--quiet", "--output", str(output)]) == 0
     sample = RunStore(output).load_samples("mvbench")["1"]
-    assert sample["error"] is None and sample["output"] is not None
+    assert sample.error is None and sample.output is not None
     item = load_task("mvbench", root).items[0]
-    assert sample["prompt_hash"] == prompt_hash(build_prompt(item, "p2r"))
+    assert sample.prompt_hash == prompt_hash(build_prompt(item, "p2r"))
     assert "Which way \ufffd?" in build_prompt(item, "p2r")
     assert "A. left\ufffd" in build_prompt(item, "p2r")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from p2r_eval.eval.results import Sample
 from p2r_eval.judge import Verdict
 from p2r_eval.report.analysis import (
     analyze_samples,
@@ -22,14 +23,9 @@ def verdict(sufficient: bool | None) -> Verdict:
     return Verdict(sufficient, "", "", "m", "v", False, 0, 0, 0)
 
 
-def mc(sample_id: str, output: str | None, score: float | None) -> dict:
-    return {
-        "id": sample_id,
-        "output": output,
-        "score": score,
-        "answer_type": "multiple choice",
-        "options": OPTIONS,
-    }
+def mc(sample_id: str, output: str | None, score: float | None) -> Sample:
+    return Sample(id=sample_id, output=output, score=score, answer_type="multiple choice",
+                  options=OPTIONS)
 
 
 SAMPLES = [
@@ -52,27 +48,27 @@ SAMPLES = [
         "<answer>B</answer>",
         0.0,
     ),
-    {
-        "id": "s5",
-        "answer_type": "numerical",
-        "score": 1.0,
-        "output": "<observation>Three chairs and one stool.</observation>"
+    Sample(
+        id="s5",
+        answer_type="numerical",
+        score=1.0,
+        output="<observation>Three chairs and one stool.</observation>"
         "<think>3 chairs plus 1 stool makes 4 seats.</think><answer>4</answer>",
-    },
-    {
-        "id": "s6",
-        "answer_type": "regression",
-        "score": 0.3,
-        "output": "<observation>The table is long.</observation><think>About 2.46 meters.</think>"
+    ),
+    Sample(
+        id="s6",
+        answer_type="regression",
+        score=0.3,
+        output="<observation>The table is long.</observation><think>About 2.46 meters.</think>"
         "<answer>2.5</answer>",
-    },
-    {
-        "id": "s7",
-        "answer_type": "OCR",
-        "score": 1.0,
-        "output": "<observation>Sign reads STOP.</observation><think>The sign says STOP."
+    ),
+    Sample(
+        id="s7",
+        answer_type="OCR",
+        score=1.0,
+        output="<observation>Sign reads STOP.</observation><think>The sign says STOP."
         "<answer>STOP</answer>",
-    },
+    ),
     mc("s8", None, None),
     mc(
         "s9",
@@ -177,7 +173,7 @@ def test_error_attribution_matches_hand_counts():
 
 
 def test_verdicts_are_found_by_the_sample_id_or_its_string():
-    sample = {**SAMPLES[1], "id": 5}
+    sample = SAMPLES[1].model_copy(update={"id": 5})
     assert analyze_samples([sample], verdicts={5: False}).per_sample[0].failure == "perception"
     assert analyze_samples([sample], verdicts={"5": True}).per_sample[0].failure == "reasoning"
 
@@ -240,6 +236,6 @@ def test_the_public_mismatch_function():
     assert (check.conclusion, check.answer) == ("B", "A")
 
 
-def test_a_sample_without_required_fields_is_a_clear_error():
+def test_a_generated_sample_without_an_answer_type_is_a_clear_error():
     with pytest.raises(ValueError, match="'bad'.*answer_type"):
-        analyze_samples([{"id": "bad", "output": "x"}])
+        analyze_samples([Sample(id="bad", output="x")])

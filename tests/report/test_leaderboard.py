@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 
 from p2r_eval.benchmarks import vsibench
+from p2r_eval.cli import leaderboard as leaderboard_cli
 from p2r_eval.core.stats import bootstrap_ci
+from p2r_eval.core.untrusted import escape_markdown
+from p2r_eval.eval.results import RunResults, Sample
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.media.input_policies import named_frame_policy
-from p2r_eval.cli import leaderboard as leaderboard_cli
-from p2r_eval.core.untrusted import escape_markdown
 from p2r_eval.report.leaderboard import write_leaderboards
 from p2r_eval.report.markdown import render_markdown
 from p2r_eval.report.measured import measured_row_from_run
+from p2r_eval.report.plots import plot_probe
 from p2r_eval.report.tables import (
     LeaderboardError,
     column_marks,
@@ -27,7 +29,6 @@ from p2r_eval.report.tables import (
     load_table,
     round_one_decimal,
 )
-from p2r_eval.report.plots import plot_probe
 
 TASKS = ("vsibench", "videommmu", "mmvu", "vcrbench", "mvbench", "tempcompass", "videomme")
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def footnotes(markdown: str) -> dict[int, str]:
 
 def write_run(
     root: Path,
-    samples: dict[str, list[dict]],
+    samples: dict[str, list[Sample]],
     *,
     name: str = "demo-model",
     settings: dict | None = None,
@@ -125,24 +126,25 @@ def write_run(
     tasks = {}
     for task, records in samples.items():
         for record in records:
-            store.append_sample(task, {"prompt_hash": "abc", "output": "", **record})
-        scored = [r for r in records if r["score"] is not None]
+            store.append_sample(task, record.model_copy(update={"prompt_hash": "abc",
+                                                                "output": ""}))
+        scored = [r for r in records if r.score is not None]
         aggregate = vsibench.VIDEO_R1_AGGREGATION.statistic if task == "vsibench" else None
         if scores and task in scores:
             score = scores[task]
         elif aggregate:
             score = 100 * aggregate(scored)
         else:
-            score = 100 * sum(r["score"] for r in scored) / len(scored)
+            score = 100 * sum(r.score or 0.0 for r in scored) / len(scored)
         tasks[task] = {
             "score": score,
             "n": len(records),
             "n_scored": len(scored),
-            "n_errors": sum(1 for r in records if r.get("error")),
+            "n_errors": sum(1 for r in records if r.error),
             "breakdown": {},
             "wall_time_s": 1.0,
         }
-    store.write_results(
+    store.write_results(RunResults.model_validate(
         {
             "schema": 1,
             "model": {"spec": f"demo:{name}", "name": name, "fingerprint": {}},
@@ -152,30 +154,31 @@ def write_run(
             "started_at": "2026-01-01T00:00:00+00:00",
             "finished_at": "2026-01-01T01:00:00+00:00" if finished else None,
         }
-    )
+    ))
     return root
 
 
-def item_scores(prefix: str, scores: list[float | None]) -> list[dict]:
+def item_scores(prefix: str, scores: list[float | None]) -> list[Sample]:
     return [
-        {
-            "id": f"{prefix}{i}",
-            "score": s,
-            "answer_type": "multiple choice",
-            "error": "video missing" if s is None else None,
-        }
+        Sample(
+            id=f"{prefix}{i}",
+            score=s,
+            answer_type="multiple choice",
+            error="video missing" if s is None else None,
+        )
         for i, s in enumerate(scores)
     ]
 
 
-def full_run_samples(seed: int = 0, accuracy: float = 0.5, n: int = 40) -> dict[str, list[dict]]:
+def full_run_samples(seed: int = 0, accuracy: float = 0.5, n: int = 40
+                     ) -> dict[str, list[Sample]]:
     rng = np.random.default_rng(seed)
     samples = {
         task: item_scores(f"{task}-", (rng.random(n) < accuracy).astype(float).tolist())
         for task in TASKS
     }
     regression = [
-        {"id": f"na{i}", "score": float(v), "answer_type": "regression"}
+        Sample(id=f"na{i}", score=float(v), answer_type="regression")
         for i, v in enumerate(rng.random(n // 2).round(1))
     ]
     samples["vsibench"] = samples["vsibench"][: n // 2] + regression
@@ -354,7 +357,8 @@ def test_partial_runs_show_dashes_and_no_avg(tmp_path):
     samples["videomme"] = item_scores("vm", [None, None])
     run = write_run(tmp_path / "run", samples, scores={"videomme": None}, finished=False)
     results = RunStore(run).read_results()
-    results["tasks"]["mmvu"]["complete"] = False
+    assert results is not None
+    results.tasks["mmvu"].complete = False
     RunStore(run).write_results(results)
     row = measured_row_from_run(run, n_resamples=50)
     rendered = render_markdown(load_table("main"), [row])
@@ -392,7 +396,7 @@ def test_the_ci_of_a_measured_row_is_computed_from_its_samples(tmp_path):
     samples = full_run_samples(n=60)
     run = write_run(tmp_path / "run", samples)
     row = measured_row_from_run(run, n_resamples=500, seed=4)
-    mv_scored = [s for s in samples["mvbench"] if s["score"] is not None]
+    mv_scored = [s for s in samples["mvbench"] if s.score is not None]
     direct = bootstrap_ci(mv_scored, n_resamples=500, seed=4)
     assert row.intervals["mvbench"] == direct
     vsi_score = vsibench.VIDEO_R1_AGGREGATION.statistic
@@ -409,8 +413,8 @@ def test_an_official_vsibench_run_gets_the_ci_of_the_authors_aggregate(tmp_path)
     rng = np.random.default_rng(3)
     types = ["object_rel_direction_easy", "object_rel_direction_hard", "route_planning",
              "object_counting"]
-    records = [{"id": f"v{i}", "score": float(rng.random() < 0.3 + 0.2 * (i % 4)),
-                "answer_type": "multiple choice", "meta": {"question_type": types[i % 4]}}
+    records = [Sample(id=f"v{i}", score=float(rng.random() < 0.3 + 0.2 * (i % 4)),
+                      answer_type="multiple choice", meta={"question_type": types[i % 4]})
                for i in range(80)]
     official = vsibench.OFFICIAL_AGGREGATION.statistic
     run = write_run(tmp_path / "run", {"vsibench": records},
@@ -527,7 +531,7 @@ def test_cli_compare_prints_a_p_value_per_benchmark(tmp_path, capsys):
 
 def test_cli_compare_reports_mismatched_item_sets(tmp_path, capsys):
     run_a = write_run(tmp_path / "a", {"mmvu": item_scores("m", [1.0, 0.0, 1.0, 1.0])})
-    shorter = item_scores("m", [0.0, 0.0, 1.0]) + [{"id": "x", "score": 1.0, "answer_type": "OCR"}]
+    shorter = item_scores("m", [0.0, 0.0, 1.0]) + [Sample(id="x", score=1.0, answer_type="OCR")]
     run_b = write_run(tmp_path / "b", {"mmvu": shorter})
     assert run_cli("compare", run_a, run_b, "--tasks", "mmvu", "--resamples", "200") == 0
     out = capsys.readouterr().out

@@ -156,7 +156,7 @@ def test_filters_list_the_samples_the_data_says(site, judged_run, page):
     page.goto((run_page(site).parent / "mvbench" / "index.html").as_uri())
     assert shown_count(page) == len(samples) == page.locator("tr.sample-row").count() == 4
     page.select_option("#filter-status", "wrong")
-    wrong = [s for s in samples.values() if s["score"] == 0.0]
+    wrong = [s for s in samples.values() if s.score == 0.0]
     assert shown_count(page) == len(wrong) == page.locator("tr.sample-row").count() == 3
     expected = {"perception error": ["1201"], "reasoning error": ["1601"],
                 "think-answer mismatch": ["1601"], "template deviation": ["2601"]}
@@ -182,7 +182,9 @@ def sample_page(site: Path, item_id: str) -> Path:
 
 def test_a_sample_page_shows_its_frames_and_highlighted_segments(site, judged_run, page):
     page.goto(sample_page(site, "1").as_uri())  # a video
-    settings = json.loads((judged_run / "results.json").read_text())["settings"]
+    results = RunStore(judged_run).read_results()
+    assert results is not None
+    settings = results.settings
     item = next(item for item in load_task("mvbench").items if item.id == "1")
     sampled = sample_media(item.media, item.media_type, recorded_frame_policy(settings))
     frames = page.locator("#frames img")

@@ -35,7 +35,8 @@ def test_the_recipe_runs_every_step_and_resumes(tmp_path: Path, monkeypatch: pyt
     for run in ("sft", "pa-grpo", "grpo"):
         assert (output / run / "model.safetensors").is_file()
         results = RunStore(final_evaluation(output / run)).read_results()
-        assert results["tasks"]["toy"]["n"] == 4 and results["tasks"]["toy"]["complete"]
+        assert results is not None
+        assert results.tasks["toy"].n == 4 and results.tasks["toy"].complete
         assert (output / run / "eval" / "leaderboards" / "toy.md").is_file()
     board = (output / "leaderboards" / "toy.md").read_text()
     for row in ("SFT-only (measured", "PA-GRPO (measured", "GRPO (process-agnostic RL) (measured"):

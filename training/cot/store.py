@@ -14,7 +14,7 @@ Layout::
       .lock                  held by the process writing the folder
 
 Step lines are appended, flushed and fsynced one item at a time (the run store's
-``append_sample``), so a crash loses at most the items in flight; a torn last line is cut off
+``append_record``), so a crash loses at most the items in flight; a torn last line is cut off
 on the next load. The final files are a pure function of the step logs, rebuilt in input
 order at the end of every run: an interrupted and resumed run writes the same bytes as an
 uninterrupted one.

@@ -92,7 +92,7 @@ def text_blocks(sample: SampleView) -> list[tuple[str, str, str]]:
     if sample.output is not None and not any(segments.present(tag) for tag in TAGS):
         blocks.append(("outside", "Output (no template segment)", sample.output))
     reference = sample.item.answer if sample.item is not None else "unknown"
-    extracted = sample.record.get("extracted")
+    extracted = sample.record.extracted
     flags = ", ".join(sample.failure_kinds) or "none"
     blocks.append(("result", "Result",
                    f"extracted answer: {extracted} · ground truth: {reference} · "

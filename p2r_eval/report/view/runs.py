@@ -7,12 +7,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from p2r_eval.benchmarks.formats.errors import AnnotationError
 from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.core.items import Item
 from p2r_eval.core.stats import ConfidenceInterval
+from p2r_eval.eval.results import RunResults, RunSettings, Sample, TaskEntry
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.report.measured import MeasuredRow, measured_row_from_run, read_run
@@ -25,7 +25,7 @@ class TaskView:
     ``annotations_problem`` says why questions, references and frames are not shown."""
 
     name: str
-    entry: Mapping[str, Any]
+    entry: TaskEntry
     samples: list[SampleView]
     interval: ConfidenceInterval | None = None
     interval_note: str | None = None
@@ -41,13 +41,13 @@ class TaskView:
 
     def category_counts(self) -> dict[str, int]:
         counts = Counter(category for sample in self.samples for category in sample.categories)
-        return {category: counts[category] for category in self.entry.get("breakdown") or {}}
+        return {category: counts[category] for category in self.entry.breakdown}
 
 
 @dataclass(frozen=True)
 class RunView:
     root: Path
-    results: Mapping[str, Any]
+    results: RunResults
     tasks: list[TaskView]
     row: MeasuredRow
     frame_policy: FramePolicy | None
@@ -59,15 +59,13 @@ class RunView:
         return self.row.name
 
     @property
-    def settings(self) -> Mapping[str, Any]:
-        return self.results["settings"]
+    def settings(self) -> RunSettings:
+        return self.results.settings
 
 
-def recorded_frame_policy(settings: Mapping[str, Any]) -> FramePolicy:
+def recorded_frame_policy(settings: RunSettings) -> FramePolicy:
     """The frame policy a run recorded, as the object that samples frames again."""
-    recorded = settings.get("frame_policy")
-    if not isinstance(recorded, Mapping):
-        raise ValueError("the run recorded no frame policy")
+    recorded = settings.frame_policy
     known = {f.name for f in fields(FramePolicy)}
     unknown = sorted(set(recorded) - known)
     if unknown:
@@ -76,36 +74,35 @@ def recorded_frame_policy(settings: Mapping[str, Any]) -> FramePolicy:
     return FramePolicy(**recorded)
 
 
-def task_items(task: str, settings: Mapping[str, Any], source_format: str | None
+def task_items(task: str, settings: RunSettings, source_format: str | None
                ) -> dict[str, Item]:
     """The run's items of ``task`` by id, from the data root the run recorded."""
-    data_root = settings.get("data_root")
+    data_root = settings.data_root
     loaded = load_task(task, Path(data_root) if data_root else None, source_format)
     return {item.id: item for item in loaded.items}
 
 
-def ordered_records(records: dict[str, dict[str, Any]], items: Mapping[str, Item]
-                    ) -> list[dict[str, Any]]:
+def ordered_records(records: dict[str, Sample], items: Mapping[str, Item]) -> list[Sample]:
     """Samples in task order (the annotation file's), then any the annotations lack."""
     in_task = [records[item_id] for item_id in items if item_id in records]
     return in_task + [record for key, record in records.items() if key not in items]
 
 
-def read_task_view(root: Path, task: str, entry: Mapping[str, Any], settings: Mapping[str, Any],
+def read_task_view(root: Path, task: str, entry: TaskEntry, settings: RunSettings,
                    row: MeasuredRow) -> TaskView:
     records = RunStore(root).load_samples(task, repair=False)
     verdicts = RunStore(root).read_verdicts(task)
     try:
-        items = task_items(task, settings, entry.get("source_format"))
+        items = task_items(task, settings, entry.source_format)
         problem = None
     except (AnnotationError, OSError, ValueError) as error:
         items, problem = {}, f"annotations not found ({error})"
-    breakdown_keys = list(entry.get("breakdown") or {})
+    breakdown_keys = list(entry.breakdown)
     samples = [
-        build_sample_view(task, position, record, items.get(str(record["id"])),
-                          prompt_style=settings.get("prompt_style", "p2r"),
+        build_sample_view(task, position, record, items.get(str(record.id)),
+                          prompt_style=settings.prompt_style,
                           breakdown_keys=breakdown_keys,
-                          sufficiency=verdicts.get(str(record["id"])))
+                          sufficiency=verdicts.get(str(record.id)))
         for position, record in enumerate(ordered_records(records, items))
     ]
     return TaskView(task, entry, samples, row.intervals.get(task),
@@ -117,9 +114,9 @@ def read_run_view(root: Path) -> RunView:
     root = Path(root)
     results = read_run(root)
     row = measured_row_from_run(root)
-    settings = results["settings"]
+    settings = results.settings
     tasks = [read_task_view(root, task, entry, settings, row)
-             for task, entry in results["tasks"].items()]
+             for task, entry in results.tasks.items()]
     try:
         policy, policy_problem = recorded_frame_policy(settings), None
     except (TypeError, ValueError) as error:

@@ -16,6 +16,7 @@ from p2r_eval.core.items import Item
 from p2r_eval.core.prompts import REQUIRED_TAGS, build_prompt, prompt_hash
 from p2r_eval.core.template import parse
 from p2r_eval.eval.loop import awaits_judge
+from p2r_eval.eval.results import Sample
 from p2r_eval.report.analysis import (
     CORRECT_THRESHOLDS,
     MISMATCH,
@@ -60,7 +61,7 @@ class SampleView:
 
     task: str
     position: int
-    record: Mapping[str, Any]
+    record: Sample
     item: Item | None
     status: str
     failure_kinds: tuple[str, ...]
@@ -73,11 +74,11 @@ class SampleView:
 
     @property
     def id(self) -> str:
-        return str(self.record["id"])
+        return str(self.record.id)
 
     @property
     def output(self) -> str | None:
-        return self.record.get("output")
+        return self.record.output
 
     @property
     def output_words(self) -> int:
@@ -88,17 +89,17 @@ class SampleView:
         return output_pieces(self.output or "")
 
 
-def sample_status(record: Mapping[str, Any]) -> str:
-    if record.get("error"):
+def sample_status(record: Sample) -> str:
+    if record.error:
         return ERROR
-    if record.get("score") is None:
-        return AWAITING_JUDGE if awaits_judge(dict(record)) else UNSCORED
-    correct = is_correct(record["score"], record.get("answer_type", ""), CORRECT_THRESHOLDS)
+    if record.score is None:
+        return AWAITING_JUDGE if awaits_judge(record) else UNSCORED
+    correct = is_correct(record.score, record.answer_type or "", CORRECT_THRESHOLDS)
     return CORRECT if correct else WRONG
 
 
 def sample_failure_kinds(
-    record: Mapping[str, Any],
+    record: Sample,
     status: str,
     deviations: Sequence[str],
     think_answer: ThinkAnswerCheck | None,
@@ -107,7 +108,7 @@ def sample_failure_kinds(
     """The failure kinds of a sample; perception and reasoning errors need a recorded
     observation-sufficiency verdict (``--attribute-errors``)."""
     kinds = []
-    if record.get("output") is not None and deviations:
+    if record.output is not None and deviations:
         kinds.append(TEMPLATE_DEVIATION)
     sufficient = sufficiency.get("sufficient") if sufficiency else None
     attribution = failure_kind({CORRECT: True, WRONG: False}.get(status), sufficient)
@@ -120,9 +121,9 @@ def sample_failure_kinds(
     return tuple(kinds)
 
 
-def sample_categories(record: Mapping[str, Any], breakdown_keys: Sequence[str]) -> tuple[str, ...]:
+def sample_categories(record: Sample, breakdown_keys: Sequence[str]) -> tuple[str, ...]:
     """The breakdown categories (``field/value`` as in results.json) the sample belongs to."""
-    meta = record.get("meta") or {}
+    meta = record.meta or {}
     return tuple(key for key in breakdown_keys
                  if "/" in key and str(meta.get(key.split("/", 1)[0])) == key.split("/", 1)[1])
 
@@ -130,23 +131,22 @@ def sample_categories(record: Mapping[str, Any], breakdown_keys: Sequence[str]) 
 def build_sample_view(
     task: str,
     position: int,
-    record: Mapping[str, Any],
+    record: Sample,
     item: Item | None,
     *,
     prompt_style: str,
     breakdown_keys: Sequence[str],
     sufficiency: Mapping[str, Any] | None = None,
 ) -> SampleView:
-    output = record.get("output")
+    output = record.output
     deviations: tuple[str, ...] = ()
     think_answer = None
     if output is not None:
         deviations = tuple(parse(output).deviations(REQUIRED_TAGS.get(prompt_style, ())))
-        think_answer = think_answer_check(output, record.get("answer_type", ""),
-                                          record.get("options"))
+        think_answer = think_answer_check(output, record.answer_type or "", record.options)
     status = sample_status(record)
     prompt = build_prompt(item, prompt_style) if item is not None else None
-    recorded_hash = record.get("prompt_hash")
+    recorded_hash = record.prompt_hash
     return SampleView(
         task=task,
         position=position,

@@ -161,9 +161,9 @@ def list_row(sample: SampleView) -> dict[str, Any]:
         "kinds": list(sample.failure_kinds),
         "cats": list(sample.categories),
         "question": item.question if item is not None else "",
-        "output": (sample.output or sample.record.get("error") or "")[:SEARCH_TEXT_LIMIT],
+        "output": (sample.output or sample.record.error or "")[:SEARCH_TEXT_LIMIT],
         "words": sample.output_words,
-        "score": sample.record.get("score"),
+        "score": sample.record.score,
     }
 
 
