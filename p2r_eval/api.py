@@ -83,8 +83,8 @@ def run_eval(
     raises ValueError with the command's own message. A folder of checkpoints is evaluated
     as the command does, into ``MODEL/eval``; the returned run is then that folder's.
     """
+    from p2r_eval.cli.evaluate import run_eval_command, settings_from_args, target_folder
     from p2r_eval.cli.main import build_eval_parser
-    from p2r_eval.eval.command import run_eval_command, settings_from_args, target_folder
 
     options = dict(settings, model=str(model), tasks=task_list_text(tasks),
                    data_root=data_root, output=output)

@@ -10,7 +10,7 @@ Each repeat is a fresh interpreter (nothing imported, files in the page cache af
 that does, in order, what ``p2r-eval --model MODEL --tasks mvbench`` does before and around
 its first item, timing each phase (wall and CPU seconds of the process and its threads):
 
-1. p2r-eval's own modules (``p2r_eval.cli.main``, ``p2r_eval.eval.command``);
+1. p2r-eval's own modules (``p2r_eval.cli.main``, ``p2r_eval.cli.evaluate``);
 2. task loading (the demo suite's MVBench annotations, or ``--data-root``'s);
 3. torch, 4. torchvision (which the video processor needs; importing it imports
    ``torch._dynamo``), 5. transformers (its model and processor machinery), each imported on
@@ -48,7 +48,7 @@ marks = []
 def mark(name):
     marks.append((name, time.perf_counter(), time.process_time()))
 mark("start")
-import p2r_eval.cli.main, p2r_eval.eval.command
+import p2r_eval.cli.main, p2r_eval.cli.evaluate
 mark("p2r-eval's own modules")
 from pathlib import Path
 from p2r_eval.benchmarks.registry import load_task

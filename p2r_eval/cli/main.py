@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from p2r_eval.models.endpoint import add_endpoint_arguments
+from p2r_eval.cli.endpoint import add_endpoint_arguments
 
 EXAMPLES = """\
 examples:
@@ -225,9 +225,9 @@ def subcommand_registrars() -> dict[str, SubcommandRegistrar]:
         "compare": registrar("p2r_eval.cli.leaderboard"),
         "merge": registrar("p2r_eval.cli.merge"),
         "probe": registrar("p2r_eval.cli.probe"),
-        "models": registrar("p2r_eval.models.listing"),
-        "view": registrar("p2r_eval.report.view.command"),
-        "serve": registrar("p2r_eval.models.server"),
+        "models": registrar("p2r_eval.cli.models"),
+        "view": registrar("p2r_eval.cli.view"),
+        "serve": registrar("p2r_eval.cli.serve"),
     }
 
 
@@ -289,7 +289,7 @@ def run_command(argv: list[str]) -> int:
         return run_subcommand(argv)
     args = build_eval_parser().parse_args(argv)
     from p2r_eval.benchmarks.registry import add_task_folder
-    from p2r_eval.eval.command import run_eval_command
+    from p2r_eval.cli.evaluate import run_eval_command
 
     for folder in args.task_dir:
         add_task_folder(folder)

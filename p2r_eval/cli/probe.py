@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.benchmarks.registry import resolve_task_names
+from p2r_eval.cli.endpoint import add_endpoint_arguments, endpoint_from_args
 from p2r_eval.eval.loop import EvalSettings
 from p2r_eval.eval.probe import render_probe_table, run_probe
 from p2r_eval.models.base import Backend, DecodingSettings
-from p2r_eval.models.endpoint import add_endpoint_arguments, endpoint_from_args
 
 
 def add_subcommands(subparsers: Any) -> None:

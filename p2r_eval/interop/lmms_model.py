@@ -33,8 +33,8 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
+from p2r_eval.cli.evaluate import load_configured_backend, settings_from_args
 from p2r_eval.cli.main import build_eval_parser
-from p2r_eval.eval.command import load_configured_backend, settings_from_args
 from p2r_eval.interop.lmms_docs import request_identity
 from p2r_eval.media.requests import load_image, sample_media
 from p2r_eval.media.video import IMAGE_SUFFIXES, FramePolicy, VideoError

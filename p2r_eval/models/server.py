@@ -1,5 +1,6 @@
-"""``p2r-eval serve``: any checkpoint the hf backend loads, behind OpenAI's chat-completions
-protocol (FastAPI + uvicorn; the optional extra ``p2r[serve]``).
+"""The server of ``p2r-eval serve`` (its command line: :mod:`p2r_eval.cli.serve`): any
+checkpoint the hf backend loads, behind OpenAI's chat-completions protocol (FastAPI + uvicorn;
+the optional extra ``p2r[serve]``).
 
 It speaks the subset of vLLM's protocol that the openai backend sends
 (:mod:`p2r_eval.models.openai_backend`): a system turn and one user turn of an optional
@@ -22,20 +23,17 @@ client can tell replicas of one checkpoint from different ones.
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations at run
 # time, and the request type is imported inside build_app.
-import argparse
 import asyncio
 import base64
 import binascii
 import io
 import logging
 import queue
-import socket
 import threading
 import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -372,64 +370,3 @@ def build_app(backend: Any, served_name: str, max_batch_size: int = 8) -> Any:
                                                 settings.decoding.max_new_tokens))
 
     return app
-
-
-# -- the command ---------------------------------------------------------------------------
-def add_subcommands(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve a checkpoint behind an OpenAI-compatible chat-completions endpoint",
-        description="Serve any checkpoint the hf backend loads behind OpenAI's chat-completions "
-                    "protocol (the subset p2r-eval --backend openai sends, video as vLLM's "
-                    "frame list). Concurrent requests are batched. Needs the serve extra "
-                    f"({SERVE_INSTALL_HINT}).",
-        epilog="example: p2r-eval serve --model demo --port 8000, then p2r-eval --backend openai "
-               "--model demo --base-url http://127.0.0.1:8000/v1 --tasks all",
-    )
-    parser.add_argument("--model", required=True,
-                        help="'demo', a local checkpoint folder or a hub id")
-    parser.add_argument("--served-model-name", default=None,
-                        help="the name clients ask for (default: --model as given)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if any)")
-    parser.add_argument("--max-new-tokens", type=int, default=1024,
-                        help="tokens generated when a request sets no limit (default 1024)")
-    parser.add_argument("--max-batch-size", type=int, default=8,
-                        help="requests run together in one generate call at most (default 8)")
-    parser.set_defaults(func=_serve_command)
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
-
-def _serve_command(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        print(f"p2r-eval serve: needs FastAPI and uvicorn: {SERVE_INSTALL_HINT}")
-        return 2
-    from p2r_eval.models import BackendError, resolve_model
-    from p2r_eval.models.hf import HFBackend
-
-    try:
-        backend = HFBackend(resolve_model(args.model), device=args.device,
-                            decoding=DecodingSettings(max_new_tokens=args.max_new_tokens))
-    except BackendError as error:
-        print(f"p2r-eval serve: {error}")
-        return 2
-    name = args.served_model_name or args.model
-    app = build_app(backend, name, max_batch_size=args.max_batch_size)
-    sock = listening_socket(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    print(f"serving {name} ({Path(backend.model_path).name}) on http://{host}:{port}/v1",
-          flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
-    return 0

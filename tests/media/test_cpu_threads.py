@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from p2r_eval.eval.command import torch_threads_beside
+from p2r_eval.cli.evaluate import torch_threads_beside
 
 
 @pytest.mark.parametrize(("workers", "cores", "threads"),

@@ -32,8 +32,6 @@ UPWARD_IMPORTS: dict[tuple[str, str], str] = {
         "the toy judge grades observations in the toy suite's scene vocabulary",
     ("eval", "report"):
         "eval writes a run's leaderboards and analysis at its end",
-    ("p2r_eval.eval.command", "cli"):
-        "p2r-eval's evaluation command still lives in eval/ and parses with cli's parser",
 }
 
 

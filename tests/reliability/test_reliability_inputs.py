@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from p2r_eval.cli import evaluate as eval_command
 from p2r_eval.cli.main import main
-from p2r_eval.eval import command as eval_command
 from p2r_eval.eval.runstore import RunStore
 from p2r_eval.media.synthetic_media import write_frame_folder, write_image, write_video
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from p2r_train.cot.steps import DEFAULT_MIN_SCORES, DEFAULT_TEACHER
 from p2r_train.cot.store import STEPS
 
-from p2r_eval.models.endpoint import add_endpoint_arguments, endpoint_from_args
+from p2r_eval.cli.endpoint import add_endpoint_arguments, endpoint_from_args
 
 if TYPE_CHECKING:
     from p2r_train.cot.pipeline import AnnotateSettings, Shard

@@ -15,6 +15,7 @@ from typing import Any
 from tabulate import tabulate
 
 from p2r_eval.benchmarks.registry import AnnotationError, LoadedTask, load_task, resolve_task_names
+from p2r_eval.cli.endpoint import endpoint_from_args
 from p2r_eval.cli.main import EXIT_INTERRUPTED, EXIT_STOPPED
 from p2r_eval.cli.settings import (
     decoding_from_args,
@@ -47,7 +48,7 @@ from p2r_eval.media.requests import DecodePool
 from p2r_eval.media.video import usable_cores
 from p2r_eval.models import replay_file
 from p2r_eval.models.base import BackendError
-from p2r_eval.models.endpoint import EndpointSettings, endpoint_from_args
+from p2r_eval.models.endpoint import EndpointSettings
 
 log = logging.getLogger(__name__)
 
