@@ -5,7 +5,7 @@ answer type, in evaluation and in training, is in :mod:`p2r_eval.core.answer_typ
 Every rule takes the extracted prediction and the extracted ground truth as strings and
 returns a float in [0, 1]. No rule raises on model text: an unparsable prediction scores 0.
 The Video-R1 rules reproduce ``src/eval_bench.py`` of Video-R1 quirks included (see
-docs in BENCHMARKS.md and the tests in tests/test_scoring.py).
+docs in BENCHMARKS.md and the tests in tests/core/test_scoring_rules.py).
 """
 
 from __future__ import annotations

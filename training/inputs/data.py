@@ -25,11 +25,6 @@ from p2r_eval.core.template import TAGS, parse
 
 REQUIRED_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "solution", "path")
 DATA_TYPES = {"video": "video", "image": "image"}
-# The columns every training dataset row holds: an Item, flattened.
-ITEM_COLUMNS = (
-    "task", "id", "question", "options", "answer", "answer_type", "media", "media_type",
-    "solution",
-)
 
 
 class TrainingDataError(ValueError):
