@@ -349,7 +349,7 @@ def _sample(
     duration_s = index.total / index.source_fps
     indices = uniform_indices(index.total, _frame_count(path, policy, index.total, duration_s))
     seek = policy.decoder == "pyav-keyframe" and index.timestamps is not None
-    convert = _FrameResizer(path, policy, len(indices))
+    convert = None if policy.resize == "processor" else _FrameResizer(path, policy, len(indices))
     decoded = _decode_wanted(path, index, sorted(set(indices)), seek=seek, deadline=deadline,
                              convert=convert)
     shapes = {source_shape for source_shape, _ in decoded.values()}
@@ -679,9 +679,10 @@ Decoded = dict[int, tuple[tuple[int, ...], np.ndarray]]
 
 class _ConvertedFrames:
     """The frames one decoding thread keeps: converted in batches of ``RESIZE_BATCH`` frames of
-    one size, so at most that many wait at full resolution."""
+    one size, so at most that many wait at full resolution; with no ``convert`` (the processor
+    resizes), kept as decoded, without a batch's copy."""
 
-    def __init__(self, convert: Converter) -> None:
+    def __init__(self, convert: Converter | None) -> None:
         self.convert = convert
         self.done: Decoded = {}
         self.waiting: dict[int, np.ndarray] = {}
@@ -690,6 +691,9 @@ class _ConvertedFrames:
         return rank in self.done or rank in self.waiting
 
     def add(self, rank: int, frame: np.ndarray) -> None:
+        if self.convert is None:
+            self.done[rank] = (frame.shape, frame)
+            return
         if self.waiting and next(iter(self.waiting.values())).shape != frame.shape:
             self.flush()
         self.waiting[rank] = frame
@@ -713,7 +717,7 @@ def _decode_wanted(
     *,
     seek: bool,
     deadline: float | None,
-    convert: Converter,
+    convert: Converter | None,
 ) -> Decoded:
     """The ``wanted`` display indices (sorted, unique), each converted right after decoding."""
     runs = _plan_runs(index, wanted) if seek else [wanted]
@@ -769,7 +773,7 @@ def _decode_targets(
     *,
     seek: bool,
     deadline: float | None,
-    convert: Converter,
+    convert: Converter | None,
 ) -> Decoded:
     """Decode the ``wanted`` display indices (sorted) with one container, in one pass."""
     walker = _FrameWalker(path, index, deadline)
