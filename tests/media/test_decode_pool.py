@@ -5,7 +5,16 @@ import shutil
 import numpy as np
 
 from p2r_eval.core.items import Item
-from p2r_eval.media.requests import DecodePool, MediaError, RequestBuilder, prefetch_requests
+from p2r_eval.media import requests as media
+from p2r_eval.media.requests import (
+    SHARED_MEMORY,
+    DecodePool,
+    MediaError,
+    RequestBuilder,
+    SharedFrames,
+    prefetch_requests,
+)
+from p2r_eval.models.base import Request
 from p2r_eval.media.video import FramePolicy, sample_frames
 
 BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
@@ -54,3 +63,30 @@ def test_a_pool_gives_the_inline_requests_in_order_across_calls(tiny_video, tmp_
     assert isinstance(pooled[1][1], MediaError)
     for index in (0, 2):
         assert np.array_equal(pooled[index][1].frames, inline[index][1].frames)
+
+
+def test_frames_come_through_the_pools_shared_memory_folder_and_none_are_left(tiny_video):
+    items = [item(index, tiny_video) for index in range(3)]
+    expected = sample_frames(tiny_video, policy=BUILDER.policy).frames
+    with DecodePool(1) as pool:
+        folder = pool._folder
+        assert folder is not None and folder.parent == SHARED_MEMORY
+        pool.start_early(items[2:], BUILDER)  # never asked for: its file stays until close
+        answer = pool.submit(BUILDER, items[0]).result()
+        assert isinstance(answer, SharedFrames) and answer.path.parent == folder
+        request = pool.request(answer)
+        assert not answer.path.exists()
+        assert np.array_equal(request.frames, expected) and request.frames.flags.writeable
+        ((_, pooled),) = prefetch_requests(items[1:2], BUILDER, pool=pool)
+        assert np.array_equal(pooled.frames, expected)
+    assert not folder.exists()
+
+
+def test_without_shared_memory_frames_come_through_the_pipe(tiny_video, tmp_path, monkeypatch):
+    monkeypatch.setattr(media, "SHARED_MEMORY", tmp_path / "no-such-folder")
+    expected = sample_frames(tiny_video, policy=BUILDER.policy).frames
+    with DecodePool(1) as pool:
+        answer = pool.submit(BUILDER, item(0, tiny_video)).result()
+    assert isinstance(answer, Request) and np.array_equal(answer.frames, expected)
+    request = BUILDER(item(0, tiny_video))
+    assert media._shared(request, tmp_path / "removed-folder") is request
