@@ -14,8 +14,8 @@ from p2r_eval.media.requests import (
     SharedFrames,
     prefetch_requests,
 )
-from p2r_eval.models.base import Request
 from p2r_eval.media.video import FramePolicy, sample_frames
+from p2r_eval.models.base import Request
 
 BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
 

@@ -2,7 +2,7 @@
 
 import gc
 
-from p2r_eval.eval_command import collection_deferred
+from p2r_eval.cli.evaluate import collection_deferred
 
 
 def test_paused_inside_enabled_after_and_the_objects_made_frozen():
