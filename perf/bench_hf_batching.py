@@ -62,12 +62,12 @@ from bench_sampler import Clip, ensure_clip
 from tabulate import tabulate
 
 from p2r_eval.core.items import Item
+from p2r_eval.core.request import Request
 from p2r_eval.eval.generation import batched
 from p2r_eval.eval.loop import EvalSettings, prefetch_depth, request_builder
 from p2r_eval.media.requests import DecodePool, MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import DecodingSettings, load_backend
-from p2r_eval.models.base import Request
 from p2r_eval.models.hf import HFBackend
 
 GOAL = 4.0

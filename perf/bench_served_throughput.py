@@ -33,10 +33,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from p2r_eval.benchmarks.registry import load_task, paper_task_names
+from p2r_eval.core.request import Request
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import resolve_model
-from p2r_eval.models.base import DecodingSettings, Request
+from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.endpoint import EndpointSettings
 from p2r_eval.models.hf import HFBackend
 from p2r_eval.models.openai_backend import OpenAIBackend

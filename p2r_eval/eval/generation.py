@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from p2r_eval.core.items import Item
-from p2r_eval.models.base import Backend, Request
+from p2r_eval.core.request import Request
+from p2r_eval.models.base import Backend
 
 T = TypeVar("T")
 

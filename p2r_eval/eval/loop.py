@@ -29,6 +29,7 @@ from p2r_eval.core.prompts import (
     question_with_options,
     style_hash,
 )
+from p2r_eval.core.request import Request
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.core.template import parse
 from p2r_eval.eval.generation import batched, generate_isolated
@@ -64,7 +65,7 @@ from p2r_eval.media.requests import (
 )
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import REPLAY_PREFIX, replay_file
-from p2r_eval.models.base import Backend, DecodingSettings, Request
+from p2r_eval.models.base import Backend, DecodingSettings
 from p2r_eval.report.analysis import ProcessAnalysis, analyze_samples, render_analysis_table
 
 log = logging.getLogger(__name__)

@@ -35,10 +35,11 @@ from tqdm import tqdm
 
 from p2r_eval.cli.evaluate import load_configured_backend, settings_from_args
 from p2r_eval.cli.main import build_eval_parser
+from p2r_eval.core.request import Request
 from p2r_eval.interop.lmms_docs import request_identity
 from p2r_eval.media.requests import load_image, sample_media
 from p2r_eval.media.video import IMAGE_SUFFIXES, FramePolicy, VideoError
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from p2r_eval.core.items import Item
 from p2r_eval.core.prompts import build_prompt
+from p2r_eval.core.request import Request
 from p2r_eval.media.frame_cache import FrameCache
 from p2r_eval.media.video import (
     FramePolicy,
@@ -38,7 +39,6 @@ from p2r_eval.media.video import (
     load_frame_folder,
     sample_frames,
 )
-from p2r_eval.models.base import Request
 
 DEFAULT_DECODE_TIMEOUT_S = 600.0
 """The time budget for decoding one video (a stalled or pathological file fails its item)."""
@@ -178,7 +178,7 @@ def _shared(request: Request, folder: Path) -> Request | SharedFrames:
     try:
         with path.open("xb") as file:
             os.posix_fallocate(file.fileno(), 0, frames.nbytes)  # a full folder fails here
-            file.write(memoryview(frames).cast("B"))
+            file.write(frames.data.cast("B"))
     except OSError:
         path.unlink(missing_ok=True)
         return request

@@ -701,7 +701,7 @@ class _ConvertedFrames:
             self.flush()
 
     def flush(self) -> None:
-        if not self.waiting:
+        if not self.waiting or self.convert is None:
             return
         ranks = list(self.waiting)
         batch = np.stack([self.waiting[rank] for rank in ranks])

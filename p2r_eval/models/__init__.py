@@ -25,7 +25,8 @@ import re
 from pathlib import Path
 
 from p2r_eval.core.hub import HubUnreachableError, check_hub_reachable
-from p2r_eval.models.base import Backend, BackendError, DecodingSettings, Request
+from p2r_eval.core.request import Request
+from p2r_eval.models.base import Backend, BackendError, DecodingSettings
 from p2r_eval.models.endpoint import EndpointSettings
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "DecodingSettings", "Request", "load_backend"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-import numpy as np
+from p2r_eval.core.request import Request
 
 
 @dataclass(frozen=True)
@@ -40,25 +40,6 @@ class DecodingSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One generation request: a user turn made of optional visual input then ``prompt``.
-
-    ``frames`` is a uint8 array (T, H, W, 3) of already sampled video frames; ``fps`` the
-    rate those frames represent (used by Qwen2.5-VL's temporal position ids); ``image`` a
-    uint8 array (H, W, 3). ``system`` is an optional system prompt.
-    """
-
-    task: str
-    item_id: str
-    prompt: str
-    frames: np.ndarray | None = None
-    fps: float | None = None
-    image: np.ndarray | None = None
-    system: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend(Protocol):

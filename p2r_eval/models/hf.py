@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.core.request import Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The openai backend: a model behind an OpenAI-compatible chat-completions server (``vllm
 serve``, SGLang, ``p2r-eval serve``, a hosted API), given the same inputs as the hf backend.
 
-What it sends for one :class:`~p2r_eval.models.base.Request`:
+What it sends for one :class:`~p2r_eval.core.request.Request`:
 
 - the chat of :func:`p2r_eval.models.hf.chat_messages` (optional system turn; a user turn of
   the image, the video, then the prompt), which the server renders with the checkpoint's own
@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from p2r_eval.core.request import Request
 from p2r_eval.core.retry import (
     RetriesExhausted,
     RetryPolicy,
@@ -58,7 +59,7 @@ from p2r_eval.core.retry import (
 )
 from p2r_eval.judge.cache import CachedReply, ReplyCache
 from p2r_eval.judge.usage import UsageCounter
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.models.endpoint import EndpointSettings
 from p2r_eval.models.hf import check_media, video_fps
 

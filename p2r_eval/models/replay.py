@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from p2r_eval.core.jsonio import jsonl_lines, parse_json
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.core.request import Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 
 
 class ReplayFileError(BackendError):

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from p2r_eval.models.base import DecodingSettings, Request
+from p2r_eval.core.request import Request
+from p2r_eval.models.base import DecodingSettings
 
 log = logging.getLogger(__name__)
 

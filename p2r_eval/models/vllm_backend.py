@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.core.request import Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.models.hf import (
     StopTokens,
     applicable_max_pixels,

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 
 from p2r_eval.core.items import Item
+from p2r_eval.core.request import Request
 from p2r_eval.media import requests as media
 from p2r_eval.media.requests import (
     SHARED_MEMORY,
@@ -15,7 +16,6 @@ from p2r_eval.media.requests import (
     prefetch_requests,
 )
 from p2r_eval.media.video import FramePolicy, sample_frames
-from p2r_eval.models.base import Request
 
 BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
 

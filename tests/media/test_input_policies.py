@@ -30,12 +30,13 @@ from fake_vllm import FakeLLM, FakeSamplingParams
 
 from p2r_eval.cli.main import build_eval_parser
 from p2r_eval.cli.settings import input_policy_from_args
+from p2r_eval.core.request import Request
 from p2r_eval.media import synthetic_media
 from p2r_eval.media.input_policies import NAMED_POLICIES, TOKEN_PIXELS, named_frame_policy
 from p2r_eval.media.saved_inputs import load_model_inputs
 from p2r_eval.media.video import FramePolicy, VideoEmptyError, sample_frames
 from p2r_eval.models import load_backend
-from p2r_eval.models.base import DecodingSettings, Request
+from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.hf import HFBackend
 
 pytest.importorskip("decord")

@@ -19,10 +19,11 @@ import yaml
 from p2r_eval.cli.main import build_eval_parser
 from p2r_eval.cli.models import add_subcommands
 from p2r_eval.cli.settings import input_policy_from_args
+from p2r_eval.core.request import Request
 from p2r_eval.media.synthetic_media import write_video
 from p2r_eval.media.video import sample_frames
 from p2r_eval.models import HUB_ID
-from p2r_eval.models.base import DecodingSettings, Request
+from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.hf import HFBackend, stackable_groups, stacks_videos
 from p2r_eval.models.tiny import TINY_BUILDERS
 from p2r_eval.models.zoo import (

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from p2r_eval.core.request import Request
 from p2r_eval.core.template import parse
 from p2r_eval.media.synthetic_media import write_video
 from p2r_eval.media.video import sample_frames
 from p2r_eval.models import load_backend
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.models.demo import (
     DEMO_MARKER_FILE,
     DEMO_RECIPE_VERSION,

@@ -26,8 +26,9 @@ from PIL import Image
 
 from p2r_eval.benchmarks.registry import paper_task_names
 from p2r_eval.cli.main import main
+from p2r_eval.core.request import Request
 from p2r_eval.core.retry import RetryPolicy
-from p2r_eval.models.base import DecodingSettings, Request
+from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.endpoint import EndpointSettings
 from p2r_eval.models.openai_backend import OpenAIBackend, Transport, request_body
 

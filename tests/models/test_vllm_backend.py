@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from p2r_eval.core.request import Request
 from p2r_eval.media.synthetic_media import write_video
 from p2r_eval.media.video import sample_frames
 from p2r_eval.models import load_backend
-from p2r_eval.models.base import BackendError, DecodingSettings, Request
+from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.models.demo import ensure_demo_model
 from p2r_eval.models.hf import HFBackend, prompt_text
 from p2r_eval.models.tiny import make_tiny_llava_onevision

@@ -22,8 +22,6 @@ TOP = {"interop", "api"}
 
 UPWARD_IMPORTS: dict[tuple[str, str], str] = {
     # (importing subpackage or module, imported subpackage or module): why
-    ("p2r_eval.media.requests", "p2r_eval.models.base"):
-        "building a backend's Request from an item's decoded media needs the Request type",
     ("p2r_eval.models.openai_backend", "p2r_eval.judge.cache"):
         "the OpenAI-compatible model backend shares the judge's reply cache",
     ("p2r_eval.models.openai_backend", "p2r_eval.judge.usage"):

@@ -33,10 +33,10 @@ import pytest
 from killing import run_and_kill
 
 from p2r_eval.cli.main import main
+from p2r_eval.core.request import Request
 from p2r_eval.eval.loop import EvalSettings, run_evaluation
 from p2r_eval.eval.results import RunResults
 from p2r_eval.eval.runstore import RunStore
-from p2r_eval.models.base import Request
 from p2r_eval.models.replay import ReplayBackend
 
 pytestmark = pytest.mark.slow

@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from p2r_eval.core import provenance
 from p2r_eval.core.items import Item
+from p2r_eval.core.request import Request
 from p2r_eval.core.scoring import extract_answer
 from p2r_eval.eval.generation import batched, generate_isolated
 from p2r_eval.eval.runstore import MERGE_WAIT_S, RunStoreError
@@ -66,7 +67,7 @@ from p2r_eval.judge import (
 )
 from p2r_eval.media.requests import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.media.video import FramePolicy
-from p2r_eval.models.base import Backend, DecodingSettings, Request
+from p2r_eval.models.base import Backend, DecodingSettings
 from p2r_eval.models.endpoint import EndpointSettings
 
 log = logging.getLogger(__name__)

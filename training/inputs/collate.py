@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from p2r_eval.core.items import Item, item_from_row
+from p2r_eval.core.request import Request
 from p2r_eval.media.requests import MediaError, RequestBuilder
 from p2r_eval.media.video import FramePolicy
-from p2r_eval.models.base import Request
 from p2r_eval.models.hf import (
     chat_messages,
     check_media,

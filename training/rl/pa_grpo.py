@@ -80,15 +80,14 @@ from p2r_train.rl.rewards import (
 )
 from p2r_train.rl.segments import TokenPieces, span_table, spans_mask, split_completion
 from p2r_train.rl.vllm_rollouts import RolloutSampling, VideoRollouts, check_rollout_engine
-from p2r_train.tracking.auto_eval_callback import evaluate_final_models
-from p2r_train.tracking.checkpoints import ResumesThroughFromPretrained, resume_target
+from p2r_train.tracking.checkpoints import ResumesThroughFromPretrained
+from p2r_train.tracking.run import train_and_save
 from trl import GRPOConfig, GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.grpo_trainer import RewardFunc
 from trl.trainer.utils import pad
 
 from p2r_eval.core.items import item_from_row
-from p2r_eval.eval.checkpoints import record_starting_model
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.models.hf import StopTokens, decode_output
@@ -603,10 +602,4 @@ def run_grpo(model: str, data: Path, output: Path, config: GRPOConfig, *,
         builder=RequestBuilder("p2r", policy, frame_cache=frame_cache), design=design,
         judge=judge, freeze_vision=freeze_vision, callbacks=callbacks,
     )
-    if trainer.is_world_process_zero():
-        record_starting_model(Path(output), model)
-    trainer.train(resume_from_checkpoint=resume_target(resume, output))
-    trainer.save_model(str(output))
-    trainer.save_state()
-    evaluate_final_models(trainer, callbacks)
-    return output
+    return train_and_save(trainer, model, output, resume=resume, callbacks=callbacks)

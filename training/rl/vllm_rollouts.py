@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2r_eval.models.base import Request
+from p2r_eval.core.request import Request
 from p2r_eval.models.vllm_backend import import_vllm, vllm_prompt
 
 # Added to the logits of the token ids a rollout must never sample: with logits of order ten,

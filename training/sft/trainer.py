@@ -15,11 +15,10 @@ from typing import Any
 from p2r_train.inputs.collate import SFTCollator, training_processor
 from p2r_train.inputs.data import default_media_root, read_records, sft_rows, to_dataset
 from p2r_train.inputs.vision import freeze_vision_tower
-from p2r_train.tracking.auto_eval_callback import evaluate_final_models
-from p2r_train.tracking.checkpoints import ResumesThroughFromPretrained, resume_target
+from p2r_train.tracking.checkpoints import ResumesThroughFromPretrained
+from p2r_train.tracking.run import train_and_save
 from trl import SFTConfig, SFTTrainer
 
-from p2r_eval.eval.checkpoints import record_starting_model
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.video import FramePolicy
 
@@ -84,10 +83,4 @@ def run_sft(model: str, data: Path, output: Path, config: Any, *, media_root: Pa
                                 prompt_style="p2r" if process_aware else "r1",
                                 frame_cache=frame_cache, freeze_vision=freeze_vision,
                                 callbacks=callbacks)
-    if trainer.is_world_process_zero():
-        record_starting_model(Path(output), model)
-    trainer.train(resume_from_checkpoint=resume_target(resume, output))
-    trainer.save_model(str(output))
-    trainer.save_state()
-    evaluate_final_models(trainer, callbacks)
-    return output
+    return train_and_save(trainer, model, output, resume=resume, callbacks=callbacks)
