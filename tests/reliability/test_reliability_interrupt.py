@@ -258,7 +258,8 @@ def test_ctrl_c_says_how_many_items_are_saved_and_the_rerun_resumes(data_root, t
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(p2r_eval_command(*replay_args(data_root, interrupted)),
                                env=subprocess_env(), cwd=REPO_ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=interruptible)
     while samples_bytes(interrupted) < 50_000:
         assert process.poll() is None, "the run finished before Ctrl-C"
         time.sleep(0.002)
@@ -271,6 +272,13 @@ def test_ctrl_c_says_how_many_items_are_saved_and_the_rerun_resumes(data_root, t
                          f"{interrupted}; run the same command to resume"), stderr
     assert main(replay_args(data_root, interrupted)) == 0
     assert_same_run(interrupted, reference, TASKS)
+
+
+def interruptible() -> None:
+    """A child process set-up that lets Ctrl-C reach it as it would from a terminal, also where
+    this test runs with SIGINT ignored (under nohup or as a background job, whose children
+    inherit the ignoring, so that Python would install no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def full_disk_at(limit_bytes: int) -> Callable[[], None]:
@@ -327,7 +335,7 @@ def test_ctrl_c_in_a_terminal_with_decode_workers_prints_one_line(tmp_path):
                                                 "--output", str(run)),
                                env=subprocess_env(), cwd=REPO_ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=interruptible)
     while finished_items(run) < 1:
         assert process.poll() is None, "the run finished before Ctrl-C"
         time.sleep(0.01)
