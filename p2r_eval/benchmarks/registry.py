@@ -28,7 +28,7 @@ import sys
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -42,7 +42,7 @@ from p2r_eval.benchmarks.formats.mapping import MediaBase, build_items, check_ma
 from p2r_eval.benchmarks.formats.records import AnnotationSource, read_annotation_file, read_hub
 from p2r_eval.benchmarks.formats.transforms import TRANSFORMS
 from p2r_eval.core.hub import HubUnreachableError, check_hub_reachable
-from p2r_eval.core.items import Item
+from p2r_eval.core.items import Item, item_sha256
 
 __all__ = [
     "FORMATS",
@@ -138,6 +138,13 @@ class LoadedTask:
     source_format: str
     data_files: dict[str, str]
     media_root: Path
+
+    @cached_property
+    def item_hashes(self) -> dict[str, str]:
+        """Content hash of every item, by id (:func:`p2r_eval.core.items.item_sha256`),
+        computed once per loaded task: the run's identity, its resume check and every sample
+        line use them."""
+        return {item.id: item_sha256(item, self.media_root) for item in self.items}
 
 
 def task_folders() -> tuple[Path, ...]:

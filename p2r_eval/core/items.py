@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -109,3 +110,20 @@ def item_from_row(row: dict[str, Any]) -> Item:
         meta=json.loads(row["meta"]),
         frame_folder_fps=row["frame_folder_fps"],
     )
+
+
+def item_sha256(item: Item, media_root: Path) -> str:
+    """sha256 of what an item asks and expects: its question, options, answer, media (relative
+    to the task's media folder, so a copied data root keeps the hash) and categories."""
+    media = None
+    if item.media is not None:
+        try:
+            media = item.media.relative_to(media_root).as_posix()
+        except ValueError:
+            media = item.media.as_posix()
+    content = {"task": item.task, "id": item.id, "question": item.question,
+               "options": list(item.options), "answer": item.answer, "solution": item.solution,
+               "answer_type": item.answer_type, "media": media, "media_type": item.media_type,
+               "meta": item.meta}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()

@@ -48,7 +48,6 @@ from p2r_eval.eval.run_identity import (
     RESUMABLE_SETTINGS,
     RunIdentity,
     identity_differences,
-    item_hashes,
     outcome_settings,
     recorded_identity,
     task_data_identity,
@@ -299,7 +298,7 @@ def evaluate_task(
     todo = pending_items(items, finished, settings.retry_errors)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=loaded.name, unit="item",
                disable=not show_progress, dynamic_ncols=True)
-    hashes = item_hashes(loaded)
+    hashes = loaded.item_hashes
     check_samples_match_items(store, loaded.name, finished, hashes)
     writer = SampleWriter(loaded.name, store, finished, settings, judge, bar, hashes)
     if judge is not None:

@@ -17,11 +17,9 @@ import hashlib
 import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from p2r_eval.benchmarks.registry import LoadedTask
-from p2r_eval.core.items import Item
 from p2r_eval.eval.results import RunResults, RunSettings, TaskEntry
 
 OUTCOME_NEUTRAL_SETTINGS = frozenset({
@@ -34,32 +32,10 @@ RESUMABLE_SETTINGS = ("limit",)
 hash), the others are generated."""
 
 
-def item_sha256(item: Item, media_root: Path) -> str:
-    """sha256 of what an item asks and expects: its question, options, answer, media (relative
-    to the task's media folder, so a copied data root keeps the hash) and categories."""
-    media = None
-    if item.media is not None:
-        try:
-            media = item.media.relative_to(media_root).as_posix()
-        except ValueError:
-            media = item.media.as_posix()
-    content = {"task": item.task, "id": item.id, "question": item.question,
-               "options": list(item.options), "answer": item.answer, "solution": item.solution,
-               "answer_type": item.answer_type, "media": media, "media_type": item.media_type,
-               "meta": item.meta}
-    text = json.dumps(content, sort_keys=True, ensure_ascii=True, default=str)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def item_hashes(loaded: LoadedTask) -> dict[str, str]:
-    """Content hash of every item of a loaded task, by id."""
-    return {item.id: item_sha256(item, loaded.media_root) for item in loaded.items}
-
-
 def task_data_identity(loaded: LoadedTask) -> dict[str, Any]:
     """What a task's data is: its annotation files' hashes and a hash over its items."""
     digest = hashlib.sha256()
-    for item_id, item_hash in item_hashes(loaded).items():
+    for item_id, item_hash in loaded.item_hashes.items():
         digest.update(f"{item_id}\0{item_hash}\n".encode("utf-8", "surrogatepass"))
     return {"files": dict(sorted(loaded.data_files.items())), "items_sha256": digest.hexdigest()}
 

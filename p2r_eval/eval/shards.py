@@ -71,7 +71,6 @@ def check_shards_agree(results: Sequence[RunResults]) -> None:
 def merge_shards(output: Path, count: int) -> RunResults | None:
     """Merge the ``count`` shards of ``output`` once all have finished; None until then."""
     from p2r_eval.eval.loop import check_samples_match_items, limited, task_entry
-    from p2r_eval.eval.run_identity import item_hashes
     from p2r_eval.report.analysis import render_analysis_table
 
     shard_results = finished_shards(output, count)
@@ -94,7 +93,7 @@ def merge_shards(output: Path, count: int) -> RunResults | None:
             for index in range(count):
                 shard_store = RunStore(shard_dir(output, (index, count)))
                 samples.update(shard_store.load_samples(name, repair=False))
-            check_samples_match_items(store, name, samples, item_hashes(loaded))
+            check_samples_match_items(store, name, samples, loaded.item_hashes)
             merging.append((name, loaded, samples))
         mark_unfinished(store)
         analysis_sections = []
