@@ -262,11 +262,11 @@ def task_items(loaded: LoadedTask, settings: EvalSettings) -> list[Item]:
 def start_decoding_early(
     pool: DecodePool, settings: EvalSettings, loaded_tasks: Sequence[LoadedTask], output: Path
 ) -> None:
-    """Start decoding the first items the run in ``output`` will generate (as many as it
-    decodes ahead) in ``pool``, before the model is loaded, for a backend that takes media:
-    the model's loading and that decoding then overlap. Only a guess at what the run will do
-    (it reads the run's samples without its lock); a request started for nothing is dropped,
-    never used wrongly."""
+    """Start decoding the items the run in ``output`` will generate first in ``pool``, before
+    the model is loaded, for a backend that takes media: the model's loading and that
+    decoding then overlap (see :meth:`DecodePool.start_early`). Only a guess at what the run
+    will do (it reads the run's samples without its lock); a request started for nothing is
+    dropped, never used wrongly."""
     store = RunStore(output)
     first: list[Item] = []
     for loaded in loaded_tasks:
@@ -274,7 +274,7 @@ def start_decoding_early(
         first += pending_items(task_items(loaded, settings), finished, settings.retry_errors)
         if first:
             break
-    pool.start_early(first[: prefetch_depth(settings)], request_builder(settings, True))
+    pool.start_early(first, request_builder(settings, True))
 
 
 def evaluate_task(

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -188,6 +189,18 @@ def _shared(request: Request, folder: Path) -> Request | SharedFrames:
 
 WorkerAnswer = Request | SharedFrames | MediaError
 
+EARLY_DECODE_BYTES = 1 << 30
+"""How many bytes of decoded frames the workers may leave waiting while the model loads."""
+
+
+def answer_bytes(answer: WorkerAnswer) -> int:
+    """The bytes of frames a worker's answer holds."""
+    if isinstance(answer, SharedFrames):
+        return int(np.prod(answer.shape)) * np.dtype(answer.dtype).itemsize
+    if isinstance(answer, Request) and answer.frames is not None:
+        return int(answer.frames.nbytes)
+    return 0
+
 
 def _build_in_worker(builder: RequestBuilder, item: Item, folder: Path | None) -> WorkerAnswer:
     """An item's request as a decode worker hands it over: its frames in a file of ``folder``
@@ -209,7 +222,8 @@ class DecodePool:
 
     Made before the model loads, and given the run's first items with :meth:`start_early`,
     the workers' start-up and those items' decoding run on another core while the model
-    loads; :func:`prefetch_requests` then takes their results instead of decoding again.
+    loads (as many items as that time allows, within :data:`EARLY_DECODE_BYTES` of frames);
+    :func:`prefetch_requests` then takes their results instead of decoding again.
 
     Frames come back through a private folder in :data:`SHARED_MEMORY` (see
     :class:`SharedFrames`), removed with everything left in it when the pool closes; without
@@ -224,19 +238,52 @@ class DecodePool:
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                              initializer=ignore_interrupts)
         self._early: dict[tuple[RequestBuilder, str, str], Future] = {}
+        self._early_plan: deque[tuple[RequestBuilder, Item]] = deque()
+        self._early_bytes = 0
+        self._early_budget = 0
+        # re-entrant: a callback added to a future already done runs in the adding thread
+        self._early_lock = threading.RLock()
 
-    def start_early(self, items: Iterable[Item], builder: RequestBuilder) -> None:
-        """Start building these items' requests now (the pool's caller bounds how many)."""
-        for item in items:
+    def start_early(self, items: Iterable[Item], builder: RequestBuilder,
+                    budget_bytes: int = EARLY_DECODE_BYTES) -> None:
+        """Start building these items' requests now, in order: one per worker at first, then
+        the next each time one is done, until the run asks for its first request (the
+        model is loaded) or the frames waiting reach ``budget_bytes``."""
+        with self._early_lock:
+            self._early_plan.extend((builder, item) for item in items)
+            self._early_budget = budget_bytes
+            for _ in range(self.workers):
+                self._start_next_early()
+
+    def _start_next_early(self) -> None:
+        """Submit the next planned item not started yet, if the budget allows (lock held)."""
+        while self._early_plan and self._early_bytes < self._early_budget:
+            builder, item = self._early_plan.popleft()
             key = (builder, item.task, item.id)
-            if key not in self._early:
-                self._early[key] = self._executor.submit(_build_in_worker, builder, item,
-                                                         self._folder)
+            if key in self._early:
+                continue
+            try:
+                future = self._executor.submit(_build_in_worker, builder, item, self._folder)
+            except RuntimeError:  # the pool is shut down or broken: the run will say so
+                self._early_plan.clear()
+                return
+            self._early[key] = future
+            future.add_done_callback(self._early_done)
+            return
+
+    def _early_done(self, future: Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        with self._early_lock:
+            self._early_bytes += answer_bytes(future.result())
+            self._start_next_early()
 
     def submit(self, builder: RequestBuilder, item: Item) -> Future:
         """The worker's answer for ``item`` (give it to :meth:`request`): the one started
-        early if there is one, else a new one."""
-        early = self._early.pop((builder, item.task, item.id), None)
+        early if there is one, else a new one. The first call ends the early start."""
+        with self._early_lock:
+            self._early_plan.clear()
+            early = self._early.pop((builder, item.task, item.id), None)
         if early is not None:
             return early
         return self._executor.submit(_build_in_worker, builder, item, self._folder)
@@ -249,9 +296,11 @@ class DecodePool:
     def close(self) -> None:
         """Stop the workers; requests started early and never asked for are dropped, and
         so are frames never taken."""
-        for future in self._early.values():
-            future.cancel()
-        self._early.clear()
+        with self._early_lock:
+            self._early_plan.clear()
+            for future in self._early.values():
+                future.cancel()
+            self._early.clear()
         self._executor.shutdown(wait=True, cancel_futures=True)
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)

@@ -1,6 +1,7 @@
 """A run's decode pool: items started before the model loads are decoded once, then used."""
 
 import shutil
+import time
 
 import numpy as np
 
@@ -90,3 +91,45 @@ def test_without_shared_memory_frames_come_through_the_pipe(tiny_video, tmp_path
     assert isinstance(answer, Request) and np.array_equal(answer.frames, expected)
     request = BUILDER(item(0, tiny_video))
     assert media._shared(request, tmp_path / "removed-folder") is request
+
+
+def shared_files(pool: DecodePool, count: int, timeout_s: float = 60) -> int:
+    """How many frame files the pool's workers have left, once ``count`` are there (or the
+    time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while len(list(pool._folder.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(list(pool._folder.iterdir()))
+
+
+def test_early_decoding_goes_on_item_after_item_while_nothing_is_asked(tiny_video, tmp_path):
+    videos = [tmp_path / f"{index}.mp4" for index in range(4)]
+    for video in videos:
+        shutil.copy(tiny_video, video)
+    items = [item(index, video) for index, video in enumerate(videos)]
+    with DecodePool(1) as pool:
+        pool.start_early(items, BUILDER)
+        assert shared_files(pool, 4) == 4
+        for video in videos:
+            video.unlink()  # all four were decoded before the run asked for any
+        pooled = list(prefetch_requests(items, BUILDER, pool=pool))
+    expected = sample_frames(tiny_video, policy=BUILDER.policy).frames
+    assert all(np.array_equal(request.frames, expected) for _, request in pooled)
+
+
+def test_early_decoding_stops_at_its_byte_budget(tiny_video):
+    items = [item(index, tiny_video) for index in range(3)]
+    with DecodePool(1) as pool:
+        pool.start_early(items, BUILDER, budget_bytes=1)
+        assert shared_files(pool, 1) == 1
+        time.sleep(1)  # a second item, if one were started, would be done by now
+        assert shared_files(pool, 1) == 1
+
+
+def test_the_runs_first_request_ends_early_decoding(tiny_video):
+    items = [item(index, tiny_video) for index in range(4)]
+    with DecodePool(1) as pool:
+        pool.start_early(items[:3], BUILDER)  # the worker is still starting: item 0 waits
+        pool.submit(BUILDER, items[3]).result()
+        time.sleep(1)
+        assert shared_files(pool, 2) == 2  # items 0 and 3; 1 and 2 were never started
