@@ -40,9 +40,11 @@ between repeats; fresh output folders, no caches): 8 items on the 2 minute clip,
 From the medians of the two 2 minute workloads, a two-point fit separates what a run pays once
 (start-up: imports, model and task loading, and the files written at the end) from what it
 pays per item: ``per item = (T32 - T8) / 24``, ``start-up = T8 - 8 * per item``; the 15 s
-workload's per-item cost is ``(T - start-up) / 8`` with the same start-up. Wall time (the
-goals' measure) and CPU time (user + system of the run and its children, steadier on a shared
-machine) are both printed, with the load average.
+workload's per-item cost is ``(T - start-up) / 8`` with the same start-up. p2r-eval's decode
+workers decode the first items while its model loads, so its start-up figure is what is left
+of the start once that overlap is counted, and its per-item figure the steady state after the
+overlap is used up. Wall time (the goals' measure) and CPU time (user + system of the run and
+its children, steadier on a shared machine) are both printed, with the load average.
 
 Goals: p2r-eval's wall time at most 0.33x lmms-eval's on 8 two-minute items, and p2r-eval at
 least 4x faster per item on two-minute clips.
