@@ -34,7 +34,10 @@ p2r-eval the inputs lmms-eval gets here). How many outputs agree is printed as i
 
 Workloads (each one p2r-eval run and one lmms-eval run per repeat, the order alternating
 between repeats; fresh output folders, no caches): 8 items on the 2 minute clip, 32 items on it
-(16 with ``--quick``), and 8 items on the 15 s clip. Every run must produce one output per item
+(16 with ``--quick``), and 8 items on the 15 s clip, each item with its own video file (links
+to the clip), so that no item can take another's frames; then, as information outside the
+goals, 24 items asking 3 questions in a row of each of 8 video files, as Video-MME does
+(p2r-eval decodes each video once there). Every run must produce one output per item
 (lmms-eval can exit 0 after a failed evaluation: its sample files are what count).
 
 From the medians of the two 2 minute workloads, a two-point fit separates what a run pays once
@@ -99,6 +102,7 @@ class Workload:
     name: str
     clip: str
     items: int
+    questions_per_video: int = 1
 
 
 @dataclass(frozen=True)
@@ -118,17 +122,24 @@ class Harnesses:
     p2r_args: tuple[str, ...]
 
 
-def write_p2r_root(root: Path, clip: Path, items: int) -> Path:
-    """A Video-R1-format data root (``eval_mvbench.json``) with ``items`` questions on ``clip``."""
+def write_p2r_root(root: Path, clip: Path, items: int, questions_per_video: int = 1) -> Path:
+    """A Video-R1-format data root (``eval_mvbench.json``) with ``items`` questions, each
+    video file (a link to ``clip``, or a copy) asked ``questions_per_video`` questions in a
+    row: with 1, every item has its own file, so p2r-eval cannot decode a video once for
+    several items and both sides decode every item."""
     root.mkdir(parents=True, exist_ok=True)
-    video = root / "clip.mp4"
-    try:  # a hard link: p2r refuses symlinks that lead out of the data root
-        os.link(clip, video)
-    except OSError:
-        shutil.copyfile(clip, video)
+    videos = []
+    for number in range(-(-items // questions_per_video)):
+        video = root / f"clip_{number:03d}.mp4"
+        try:  # a hard link: p2r refuses symlinks that lead out of the data root
+            os.link(clip, video)
+        except OSError:
+            shutil.copyfile(clip, video)
+        videos.append(video)
     records = [{"problem_id": number, "problem": QUESTION, "data_type": "video",
                 "options": OPTIONS, "problem_type": "multiple choice",
-                "solution": "<answer>A</answer>", "path": "./clip.mp4"}
+                "solution": "<answer>A</answer>",
+                "path": f"./{videos[(number - 1) // questions_per_video].name}"}
                for number in range(1, items + 1)]
     (root / "eval_mvbench.json").write_text(json.dumps(records))
     return root
@@ -230,7 +241,8 @@ def measure(sides: Harnesses, work: Workload, clip: Path, scratch: Path, repeats
             ) -> tuple[dict[str, Timing], int]:
     """Median timings of each side over ``repeats`` alternating pairs (every run checked to
     give one output per item) and how many outputs agreed between the sides in the last."""
-    root = write_p2r_root(scratch / f"{work.name}-data", clip, work.items)
+    root = write_p2r_root(scratch / f"{work.name}-data", clip, work.items,
+                          work.questions_per_video)
     task_dir = scratch / f"{work.name}-lmms-task"
     task = f"p2rbench_{work.name.replace('-', '_')}"
     ids = write_lmms_task(task_dir, task, root, sides.max_new_tokens)
@@ -289,7 +301,7 @@ def report(args: argparse.Namespace, sides: Harnesses, works: list[Workload],
     print(tabulate(rows, headers=["workload", "items", "p2r-eval wall s", "lmms-eval wall s",
                                   "wall ratio", "p2r-eval CPU s", "lmms-eval CPU s",
                                   "CPU ratio", "same outputs"]))
-    small, large, short = works
+    small, large, short = works[:3]
     fits: dict[str, dict[str, Fit]] = {}
     for measure_name in ("wall_s", "cpu_s"):
         fits[measure_name] = {
@@ -349,7 +361,8 @@ def main() -> None:
                       args.max_new_tokens, tuple(shlex.split(args.p2r_args)))
     works = [Workload("2min-x8", "2min", 8),
              Workload(f"2min-x{16 if args.quick else 32}", "2min", 16 if args.quick else 32),
-             Workload("15s-x8", "15s", 8)]
+             Workload("15s-x8", "15s", 8),
+             Workload("2min-x24-3per", "2min", 24, questions_per_video=3)]
     results = {}
     with tempfile.TemporaryDirectory(prefix="p2r-bench-native-") as scratch_name:
         scratch = Path(scratch_name)

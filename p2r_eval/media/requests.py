@@ -1,12 +1,12 @@
 """Turning an item into a generation request: decode its media (through the frame cache when
 one is configured), in worker processes ahead of the model when asked.
 
-:func:`prefetch_requests` keeps at most ``depth`` items decoding at once, so memory stays
-bounded however long the videos are, while the model works on the current batch. A
-:class:`DecodePool` keeps those workers for a whole run and can start them, and the first
-items' decoding, before the model is loaded. A worker hands its frames over in a file of
-the pool's shared-memory folder, which the run maps instead of receiving a pickled copy
-through the pool's pipe.
+:func:`prefetch_requests` keeps at most ``depth`` videos decoding at once, so memory stays
+bounded however long the videos are, while the model works on the current batch; consecutive
+items on one video share its frames. A :class:`DecodePool` keeps those workers for a whole
+run and can start them, and the first items' decoding, before the model is loaded. A worker
+hands its frames over in a file of the pool's shared-memory folder, which the run maps
+instead of receiving a pickled copy through the pool's pipe.
 """
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ class RequestBuilder:
             raise MediaError(f"{item.task}/{item.id}: {error}") from error
         return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
 
+    def sharing(self, item: Item, leader: Request) -> Request:
+        """``item``'s request with the frames of ``leader``, the request of an item on the
+        same video (see :func:`shared_media_key`)."""
+        return Request(item.task, item.id, build_prompt(item, self.prompt_style),
+                       frames=leader.frames, fps=leader.fps)
+
     def sample(self, media: Path, media_type: str,
                frame_folder_fps: float | None = None) -> SampledFrames:
         return sample_media(media, media_type, self.policy, self.frame_cache,
@@ -119,6 +125,20 @@ def _named_media(item: Item) -> Path:
     if item.media is None:
         raise MediaError(f"{item.task}/{item.id}: the record names no media file")
     return item.media
+
+
+MediaKey = tuple[Path, str, float | None]
+"""What an item's frames depend on besides its :class:`RequestBuilder`."""
+
+
+def shared_media_key(builder: RequestBuilder, item: Item) -> MediaKey | None:
+    """Items with the same key get the same frames: consecutive ones (a benchmark's questions
+    on one video: Video-MME asks 3 in a row, VSI-Bench up to 18) are decoded once. None for
+    items without a video or frame folder to decode."""
+    if (not builder.needs_media or item.media_type not in ("video", "frames")
+            or item.media is None or item.meta.get("media_error")):
+        return None
+    return (item.media, item.media_type, item.frame_folder_fps)
 
 
 def load_image(path: Path) -> np.ndarray:
@@ -211,6 +231,16 @@ def _build_in_worker(builder: RequestBuilder, item: Item, folder: Path | None) -
     return _shared(answer, folder)
 
 
+def _first_on_each_video(builder: RequestBuilder, items: Iterable[Item]) -> Iterator[Item]:
+    """``items`` without those that share the previous one's video (they take its frames)."""
+    previous: MediaKey | None = None
+    for item in items:
+        key = shared_media_key(builder, item)
+        if key is None or key != previous:
+            yield item
+        previous = key
+
+
 def ignore_interrupts() -> None:
     """A decode worker leaves Ctrl-C to the run: a terminal sends SIGINT to the whole process
     group, and the run stops its workers itself."""
@@ -250,7 +280,8 @@ class DecodePool:
         the next each time one is done, until the run asks for its first request (the
         model is loaded) or the frames waiting reach ``budget_bytes``."""
         with self._early_lock:
-            self._early_plan.extend((builder, item) for item in items)
+            firsts = _first_on_each_video(builder, items)
+            self._early_plan.extend((builder, item) for item in firsts)
             self._early_budget = budget_bytes
             for _ in range(self.workers):
                 self._start_next_early()
@@ -323,31 +354,76 @@ def prefetch_requests(
 
     With ``workers > 0``, requests are built in that many worker processes (those of ``pool``
     when one is given, else a pool made for this call), at most ``depth`` (default
-    ``2 * workers``) ahead of the consumer; with 0 and no ``pool``, inline.
+    ``2 * workers``) videos decoding ahead of the consumer; with 0 and no ``pool``, inline.
+    An item on the same video as the item before it (:func:`shared_media_key`) takes that
+    item's frames instead of decoding them again; where that item's decoding failed, it is
+    decoded itself, so that its error names it.
     """
     if pool is not None:
         yield from _bounded_map(pool, builder, items, depth or 2 * pool.workers)
         return
     if workers <= 0:
-        for item in items:
-            yield item, _build_or_error(builder, item)
+        yield from _inline(builder, items)
         return
     with DecodePool(workers) as own_pool:
         yield from _bounded_map(own_pool, builder, items, depth or 2 * workers)
 
 
+def _inline(
+    builder: RequestBuilder, items: Iterable[Item]
+) -> Iterator[tuple[Item, Request | MediaError]]:
+    previous_key: MediaKey | None = None
+    previous: Request | MediaError | None = None
+    for item in items:
+        key = shared_media_key(builder, item)
+        if key is not None and key == previous_key and isinstance(previous, Request):
+            yield item, builder.sharing(item, previous)
+            continue
+        previous_key, previous = key, _build_or_error(builder, item)
+        yield item, previous
+
+
+class _VideoQueue:
+    """Items in order, each with the decoding of its video, or None where it shares the
+    video of the item before it."""
+
+    def __init__(self, pool: DecodePool, builder: RequestBuilder) -> None:
+        self.pool, self.builder = pool, builder
+        self.waiting: deque[tuple[Item, Future | None]] = deque()
+        self.decoding = 0
+        self.last_key: MediaKey | None = None
+        self.leader: Request | MediaError | None = None
+
+    def add(self, item: Item) -> None:
+        key = shared_media_key(self.builder, item)
+        if key is not None and key == self.last_key:
+            self.waiting.append((item, None))
+        else:
+            self.waiting.append((item, self.pool.submit(self.builder, item)))
+            self.decoding += 1
+        self.last_key = key
+
+    def take(self) -> tuple[Item, Request | MediaError]:
+        item, future = self.waiting.popleft()
+        if future is not None:
+            self.decoding -= 1
+            self.leader = self.pool.request(future.result())
+            return item, self.leader
+        if isinstance(self.leader, Request):
+            return item, self.builder.sharing(item, self.leader)
+        return item, self.pool.request(self.pool.submit(self.builder, item).result())
+
+
 def _bounded_map(
     pool: DecodePool, builder: RequestBuilder, items: Iterable[Item], depth: int
 ) -> Iterator[tuple[Item, Request | MediaError]]:
-    in_flight: deque[tuple[Item, Future]] = deque()
+    queue = _VideoQueue(pool, builder)
     for item in items:
-        in_flight.append((item, pool.submit(builder, item)))
-        if len(in_flight) >= depth:
-            done_item, future = in_flight.popleft()
-            yield done_item, pool.request(future.result())
-    while in_flight:
-        done_item, future = in_flight.popleft()
-        yield done_item, pool.request(future.result())
+        queue.add(item)
+        while queue.decoding >= depth:
+            yield queue.take()
+    while queue.waiting:
+        yield queue.take()
 
 
 def _private_folder(parent: Path) -> Path | None:
