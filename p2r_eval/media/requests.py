@@ -231,13 +231,13 @@ def _build_in_worker(builder: RequestBuilder, item: Item, folder: Path | None) -
     return _shared(answer, folder)
 
 
-def _first_on_each_video(builder: RequestBuilder, items: Iterable[Item]) -> Iterator[Item]:
-    """``items`` without those that share the previous one's video (they take its frames)."""
+def _marking_shared(builder: RequestBuilder, items: Iterable[Item]) -> Iterator[tuple[Item, bool]]:
+    """Each of ``items`` with whether it shares the video of the item before it (and so takes
+    that item's frames): the one place that compares :func:`shared_media_key`."""
     previous: MediaKey | None = None
     for item in items:
         key = shared_media_key(builder, item)
-        if key is None or key != previous:
-            yield item
+        yield item, key is not None and key == previous
         previous = key
 
 
@@ -280,7 +280,7 @@ class DecodePool:
         the next each time one is done, until the run asks for its first request (the
         model is loaded) or the frames waiting reach ``budget_bytes``."""
         with self._early_lock:
-            firsts = _first_on_each_video(builder, items)
+            firsts = (item for item, shares in _marking_shared(builder, items) if not shares)
             self._early_plan.extend((builder, item) for item in firsts)
             self._early_budget = budget_bytes
             for _ in range(self.workers):
@@ -372,14 +372,12 @@ def prefetch_requests(
 def _inline(
     builder: RequestBuilder, items: Iterable[Item]
 ) -> Iterator[tuple[Item, Request | MediaError]]:
-    previous_key: MediaKey | None = None
     previous: Request | MediaError | None = None
-    for item in items:
-        key = shared_media_key(builder, item)
-        if key is not None and key == previous_key and isinstance(previous, Request):
+    for item, shares in _marking_shared(builder, items):
+        if shares and isinstance(previous, Request):
             yield item, builder.sharing(item, previous)
             continue
-        previous_key, previous = key, _build_or_error(builder, item)
+        previous = _build_or_error(builder, item)
         yield item, previous
 
 
@@ -391,17 +389,14 @@ class _VideoQueue:
         self.pool, self.builder = pool, builder
         self.waiting: deque[tuple[Item, Future | None]] = deque()
         self.decoding = 0
-        self.last_key: MediaKey | None = None
         self.leader: Request | MediaError | None = None
 
-    def add(self, item: Item) -> None:
-        key = shared_media_key(self.builder, item)
-        if key is not None and key == self.last_key:
+    def add(self, item: Item, shares: bool) -> None:
+        if shares:
             self.waiting.append((item, None))
         else:
             self.waiting.append((item, self.pool.submit(self.builder, item)))
             self.decoding += 1
-        self.last_key = key
 
     def take(self) -> tuple[Item, Request | MediaError]:
         item, future = self.waiting.popleft()
@@ -418,8 +413,8 @@ def _bounded_map(
     pool: DecodePool, builder: RequestBuilder, items: Iterable[Item], depth: int
 ) -> Iterator[tuple[Item, Request | MediaError]]:
     queue = _VideoQueue(pool, builder)
-    for item in items:
-        queue.add(item)
+    for item, shares in _marking_shared(builder, items):
+        queue.add(item, shares)
         while queue.decoding >= depth:
             yield queue.take()
     while queue.waiting:
