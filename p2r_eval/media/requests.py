@@ -1,9 +1,10 @@
 """Turning an item into a generation request: decode its media (through the frame cache when
 one is configured), in worker processes ahead of the model when asked.
 
-:func:`prefetch_requests` keeps at most ``depth`` videos decoding at once, so memory stays
-bounded however long the videos are, while the model works on the current batch; consecutive
-items on one video share its frames. A :class:`DecodePool` keeps those workers for a whole
+:func:`prefetch_requests` keeps at most ``depth`` videos decoding at once while the model works
+on the current batch, and lets decoded frames wait up to :data:`READY_FRAMES_BYTES`, so memory
+stays bounded however long the videos are; consecutive items on one video share its frames.
+A :class:`DecodePool` keeps those workers, at a lower CPU priority than the run, for a whole
 run and can start them, and the first items' decoding, before the model is loaded. A worker
 hands its frames over in a file of the pool's shared-memory folder, which the run maps
 instead of receiving a pickled copy through the pool's pipe.
@@ -209,8 +210,12 @@ def _shared(request: Request, folder: Path) -> Request | SharedFrames:
 
 WorkerAnswer = Request | SharedFrames | MediaError
 
-EARLY_DECODE_BYTES = 1 << 30
-"""How many bytes of decoded frames the workers may leave waiting while the model loads."""
+READY_FRAMES_BYTES = 1 << 30
+"""How many bytes of decoded frames may wait for the model, beyond the videos still decoding:
+those decoded while it loads (early decoding) and those decoded ahead during the run."""
+
+READY_REQUESTS = 256
+"""How many built requests may wait for the model (the bound for items without frames)."""
 
 
 def answer_bytes(answer: WorkerAnswer) -> int:
@@ -241,10 +246,16 @@ def _marking_shared(builder: RequestBuilder, items: Iterable[Item]) -> Iterator[
         previous = key
 
 
-def ignore_interrupts() -> None:
-    """A decode worker leaves Ctrl-C to the run: a terminal sends SIGINT to the whole process
-    group, and the run stops its workers itself."""
+DECODE_WORKER_NICENESS = 10
+"""How much lower a decode worker's CPU priority is than the run's."""
+
+
+def start_decode_worker() -> None:
+    """A decode worker leaves Ctrl-C to the run (a terminal sends SIGINT to the whole process
+    group, and the run stops its workers itself), and the CPU to the run's own process when
+    both want it: the model's work is what the run waits on, the decoding is ahead of it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(DECODE_WORKER_NICENESS)
 
 
 class DecodePool:
@@ -252,7 +263,7 @@ class DecodePool:
 
     Made before the model loads, and given the run's first items with :meth:`start_early`,
     the workers' start-up and those items' decoding run on another core while the model
-    loads (as many items as that time allows, within :data:`EARLY_DECODE_BYTES` of frames);
+    loads (as many items as that time allows, within :data:`READY_FRAMES_BYTES` of frames);
     :func:`prefetch_requests` then takes their results instead of decoding again.
 
     Frames come back through a private folder in :data:`SHARED_MEMORY` (see
@@ -266,7 +277,7 @@ class DecodePool:
         self.workers = workers
         self._folder = _private_folder(SHARED_MEMORY)
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                             initializer=ignore_interrupts)
+                                             initializer=start_decode_worker)
         self._early: dict[tuple[RequestBuilder, str, str], Future] = {}
         self._early_plan: deque[tuple[RequestBuilder, Item]] = deque()
         self._early_bytes = 0
@@ -275,7 +286,7 @@ class DecodePool:
         self._early_lock = threading.RLock()
 
     def start_early(self, items: Iterable[Item], builder: RequestBuilder,
-                    budget_bytes: int = EARLY_DECODE_BYTES) -> None:
+                    budget_bytes: int = READY_FRAMES_BYTES) -> None:
         """Start building these items' requests now, in order: one per worker at first, then
         the next each time one is done, until the run asks for its first request (the
         model is loaded) or the frames waiting reach ``budget_bytes``."""
@@ -288,7 +299,8 @@ class DecodePool:
 
     def _start_next_early(self) -> None:
         """Submit the next planned item not started yet, if the budget allows (lock held)."""
-        while self._early_plan and self._early_bytes < self._early_budget:
+        while (self._early_plan and self._early_bytes < self._early_budget
+               and len(self._early) < READY_REQUESTS):
             builder, item = self._early_plan.popleft()
             key = (builder, item.task, item.id)
             if key in self._early:
@@ -354,7 +366,11 @@ def prefetch_requests(
 
     With ``workers > 0``, requests are built in that many worker processes (those of ``pool``
     when one is given, else a pool made for this call), at most ``depth`` (default
-    ``2 * workers``) videos decoding ahead of the consumer; with 0 and no ``pool``, inline.
+    ``2 * workers``) videos decoding ahead of the consumer: each time it asks for the next
+    request, more are started until ``depth`` are decoding, as long as the requests built and
+    waiting stay within :data:`READY_FRAMES_BYTES` of frames and :data:`READY_REQUESTS` (so
+    the workers go on decoding while the items decoded during the model's loading are
+    generated); with 0 and no ``pool``, inline.
     An item on the same video as the item before it (:func:`shared_media_key`) takes that
     item's frames instead of decoding them again; where that item's decoding failed, it is
     decoded itself, so that its error names it.
@@ -388,20 +404,25 @@ class _VideoQueue:
     def __init__(self, pool: DecodePool, builder: RequestBuilder) -> None:
         self.pool, self.builder = pool, builder
         self.waiting: deque[tuple[Item, Future | None]] = deque()
-        self.decoding = 0
         self.leader: Request | MediaError | None = None
 
     def add(self, item: Item, shares: bool) -> None:
-        if shares:
-            self.waiting.append((item, None))
-        else:
-            self.waiting.append((item, self.pool.submit(self.builder, item)))
-            self.decoding += 1
+        future = None if shares else self.pool.submit(self.builder, item)
+        self.waiting.append((item, future))
+
+    def full(self, depth: int, ready_budget: int) -> bool:
+        """Whether ``depth`` videos are decoding, or the requests built and waiting to be
+        taken (early, or faster than the model takes them) reach :data:`READY_REQUESTS` or
+        ``ready_budget`` bytes of frames."""
+        futures = [future for _, future in self.waiting if future is not None]
+        ready = [future.result() for future in futures
+                 if future.done() and not future.cancelled() and future.exception() is None]
+        return (len(futures) - len(ready) >= depth or len(ready) >= READY_REQUESTS
+                or sum(map(answer_bytes, ready)) >= ready_budget)
 
     def take(self) -> tuple[Item, Request | MediaError]:
         item, future = self.waiting.popleft()
         if future is not None:
-            self.decoding -= 1
             self.leader = self.pool.request(future.result())
             return item, self.leader
         if isinstance(self.leader, Request):
@@ -410,12 +431,13 @@ class _VideoQueue:
 
 
 def _bounded_map(
-    pool: DecodePool, builder: RequestBuilder, items: Iterable[Item], depth: int
+    pool: DecodePool, builder: RequestBuilder, items: Iterable[Item], depth: int,
+    ready_budget: int = READY_FRAMES_BYTES,
 ) -> Iterator[tuple[Item, Request | MediaError]]:
     queue = _VideoQueue(pool, builder)
     for item, shares in _marking_shared(builder, items):
         queue.add(item, shares)
-        while queue.decoding >= depth:
+        while queue.waiting and queue.full(depth, ready_budget):
             yield queue.take()
     while queue.waiting:
         yield queue.take()

@@ -1,5 +1,6 @@
 """A run's decode pool: items started before the model loads are decoded once, then used."""
 
+import os
 import shutil
 import time
 
@@ -9,6 +10,7 @@ from p2r_eval.core.items import Item
 from p2r_eval.core.request import Request
 from p2r_eval.media import requests as media
 from p2r_eval.media.requests import (
+    DECODE_WORKER_NICENESS,
     SHARED_MEMORY,
     DecodePool,
     MediaError,
@@ -133,3 +135,43 @@ def test_the_runs_first_request_ends_early_decoding(tiny_video):
         pool.submit(BUILDER, items[3]).result()
         time.sleep(1)
         assert shared_files(pool, 2) == 2  # items 0 and 3; 1 and 2 were never started
+
+
+def items_on_own_videos(video, folder, count):
+    """``count`` items, each on its own copy of ``video`` (so none shares another's frames)."""
+    copies = [folder / f"{index}.mp4" for index in range(count)]
+    for copy in copies:
+        shutil.copy(video, copy)
+    return [item(index, copy) for index, copy in enumerate(copies)]
+
+
+def test_items_after_the_early_ones_start_decoding_when_the_first_is_taken(tiny_video, tmp_path):
+    items = items_on_own_videos(tiny_video, tmp_path, 5)
+    with DecodePool(1) as pool:
+        pool.start_early(items[:3], BUILDER)
+        assert shared_files(pool, 3) == 3
+        stream = prefetch_requests(items, BUILDER, pool=pool, depth=1)
+        first_item, _ = next(stream)  # takes item 0's file; item 3 starts decoding
+        assert first_item.id == "0"
+        assert shared_files(pool, 3) == 3  # items 1, 2 and 3 wait while the model works on 0
+        assert [i.id for i, _ in stream] == ["1", "2", "3", "4"]
+
+
+def test_decoded_frames_waiting_stay_within_the_ready_budget(tiny_video, tmp_path):
+    items = items_on_own_videos(tiny_video, tmp_path, 4)
+    with DecodePool(1) as pool:
+        pool.start_early(items[:2], BUILDER)
+        assert shared_files(pool, 2) == 2
+        stream = media._bounded_map(pool, BUILDER, items, depth=2, ready_budget=1)
+        next(stream)  # items 0 and 1 are ready: over the budget, nothing more starts
+        time.sleep(1)  # a third item, if one were started, would be done by now
+        assert shared_files(pool, 1) == 1
+        assert [i.id for i, _ in stream] == ["1", "2", "3"]
+
+
+def test_decode_workers_run_at_a_lower_cpu_priority_than_the_run(tiny_video):
+    with DecodePool(1) as pool:
+        pool.submit(BUILDER, item(0, tiny_video)).result()
+        (worker,) = pool._executor._processes
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, own + DECODE_WORKER_NICENESS)
