@@ -1,1 +1,2 @@
-"""The paper's tables as data (``*.yaml``) and as rendered markdown, installed as ``p2r_leaderboards``."""
+"""The paper's tables as data (``*.yaml``) and as rendered markdown, installed as
+``p2r_leaderboards``."""

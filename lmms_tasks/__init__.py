@@ -1,1 +1,2 @@
-"""lmms-eval task YAMLs for p2r's benchmarks (``--include_path``), installed as ``p2r_lmms_tasks``."""
+"""lmms-eval task YAMLs for p2r's benchmarks (``--include_path``), installed as
+``p2r_lmms_tasks``."""
