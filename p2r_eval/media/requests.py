@@ -227,6 +227,14 @@ def answer_bytes(answer: WorkerAnswer) -> int:
     return 0
 
 
+def _finished_answer(future: Future) -> WorkerAnswer | None:
+    """A worker's answer once it is there; None while it is being built, or where the
+    building was cancelled or the pool broke (taking the answer then raises that)."""
+    if not future.done() or future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()
+
+
 def _build_in_worker(builder: RequestBuilder, item: Item, folder: Path | None) -> WorkerAnswer:
     """An item's request as a decode worker hands it over: its frames in a file of ``folder``
     when there is one."""
@@ -315,10 +323,11 @@ class DecodePool:
             return
 
     def _early_done(self, future: Future) -> None:
-        if future.cancelled() or future.exception() is not None:
+        answer = _finished_answer(future)
+        if answer is None:
             return
         with self._early_lock:
-            self._early_bytes += answer_bytes(future.result())
+            self._early_bytes += answer_bytes(answer)
             self._start_next_early()
 
     def submit(self, builder: RequestBuilder, item: Item) -> Future:
@@ -415,8 +424,7 @@ class _VideoQueue:
         taken (early, or faster than the model takes them) reach :data:`READY_REQUESTS` or
         ``ready_budget`` bytes of frames."""
         futures = [future for _, future in self.waiting if future is not None]
-        ready = [future.result() for future in futures
-                 if future.done() and not future.cancelled() and future.exception() is None]
+        ready = [answer for answer in map(_finished_answer, futures) if answer is not None]
         return (len(futures) - len(ready) >= depth or len(ready) >= READY_REQUESTS
                 or sum(map(answer_bytes, ready)) >= ready_budget)
 
