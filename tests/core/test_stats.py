@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -175,10 +176,23 @@ def test_paired_p_value_agrees_with_an_exact_sign_test():
     a = [1.0] * 14 + [0.0] * 6 + [1.0] * 40 + [0.0] * 40
     b = [0.0] * 14 + [1.0] * 6 + [1.0] * 40 + [0.0] * 40
     test = paired_bootstrap_test(samples_from(a), samples_from(b), n_resamples=10000)
-    from scipy.stats import binomtest  # here: scipy.stats takes a second to import
+    assert test.p_value == pytest.approx(exact_sign_test_p_value(14, 20), abs=0.06)
 
-    exact = binomtest(14, 20, 0.5).pvalue  # 0.115
-    assert test.p_value == pytest.approx(exact, abs=0.06)
+
+def exact_sign_test_p_value(wins: int, disagreements: int) -> float:
+    """The two-sided exact sign test by its definition: the probability, under fair coin flips,
+    of a split at least as uneven as ``wins`` of ``disagreements``."""
+    def probability(k: int) -> float:
+        return math.comb(disagreements, k) / 2**disagreements
+
+    observed = probability(wins)
+    return min(1.0, sum(probability(k) for k in range(disagreements + 1)
+                        if probability(k) <= observed))
+
+
+def test_the_exact_sign_test_reference_is_the_textbook_value():
+    assert exact_sign_test_p_value(14, 20) == pytest.approx(0.1153183, abs=1e-7)
+    assert exact_sign_test_p_value(10, 20) == 1.0
 
 
 def test_pairing_uses_shared_scored_items_and_reports_the_rest():

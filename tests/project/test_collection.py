@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
-IMPORTED_WHERE_USED = ("trl", "torchvision", "anthropic", "scipy")
+IMPORTED_WHERE_USED = ("trl", "torchvision", "anthropic")
 
 CHECK = """\
 import sys
