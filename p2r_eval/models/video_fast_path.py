@@ -12,7 +12,7 @@ patches (one copy) and concatenates the videos (another). Here it gets instead:
 
 Each value goes through the same operations with the same constants, so the result is the
 processor's own (tested against the processor's own call on every machine that runs the
-tests); a 32-frame 854x480 video takes about 0.1 s of one core instead of 0.29.
+tests); a 32-frame 854x480 video takes about 0.08 s of one core instead of 0.29.
 
 Only for the video processor class whose later steps are known to move values without
 computing on them (Qwen2-VL's, which Qwen2.5-VL uses too); any other processor gets the frames
@@ -33,6 +33,9 @@ values in one contiguous block, after a rescale-and-normalise that is transforme
 PROCESSOR_KWARGS = {"do_rescale": False, "do_normalize": False,
                     "input_data_format": "channels_first"}
 """What the processor is asked for instead: channels-first frames in, rearranged uint8 out."""
+NORMALISE_CHUNK_ROWS = 128
+"""Patch rows normalised at a time: about 0.6 MB of floats for Qwen2-VL's 1,176-value rows,
+which stay in the CPU cache from the subtraction to the division."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,23 @@ class VideoFastPath:
 
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
         """The processor's float32 ``pixel_values_videos`` from its uint8 ones (rows of
-        channel-major patch values)."""
+        channel-major patch values).
+
+        Each value becomes float32, loses its channel's mean and is divided by its channel's
+        std, all in float32 as the processor computes it; a chunk of rows at a time, so the
+        division reads the subtraction's floats from the CPU cache instead of memory."""
         channels = len(self.mean)
         rows, width = raw.shape
-        values = raw.to(torch.float32).view(rows, channels, width // channels)
-        values.sub_(self.mean.view(1, channels, 1)).div_(self.std.view(1, channels, 1))
-        return values.view(rows, width)
+        values = raw.numpy().reshape(rows, channels, width // channels)
+        mean = self.mean.numpy().reshape(1, channels, 1)
+        std = self.std.numpy().reshape(1, channels, 1)
+        floats = np.empty(values.shape, dtype=np.float32)
+        for start in range(0, rows, NORMALISE_CHUNK_ROWS):
+            chunk = floats[start:start + NORMALISE_CHUNK_ROWS]
+            np.subtract(values[start:start + NORMALISE_CHUNK_ROWS], mean, out=chunk,
+                        dtype=np.float32)
+            np.divide(chunk, std, out=chunk)
+        return torch.from_numpy(floats.reshape(rows, width))
 
 
 def _supported(video_processor: Any) -> bool:
