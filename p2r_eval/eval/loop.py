@@ -60,6 +60,7 @@ from p2r_eval.media.requests import (
     DecodePool,
     MediaError,
     RequestBuilder,
+    grouped_by_video,
     prefetch_requests,
 )
 from p2r_eval.media.video import FramePolicy
@@ -271,7 +272,8 @@ def start_decoding_early(
     first: list[Item] = []
     for loaded in loaded_tasks:
         finished = store.load_samples(loaded.name, repair=False)
-        first += pending_items(task_items(loaded, settings), finished, settings.retry_errors)
+        order = grouped_by_video(task_items(loaded, settings))
+        first += pending_items(order, finished, settings.retry_errors)
         if first:
             break
     pool.start_early(first, request_builder(settings, True))
@@ -295,7 +297,7 @@ def evaluate_task(
         judge = GradingJudge(judge)
     items = task_items(loaded, settings)
     finished = store.load_samples(loaded.name)
-    todo = pending_items(items, finished, settings.retry_errors)
+    todo = pending_items(grouped_by_video(items), finished, settings.retry_errors)
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=loaded.name, unit="item",
                disable=not show_progress, dynamic_ncols=True)
     hashes = loaded.item_hashes

@@ -22,6 +22,7 @@ from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.core.items import Item
 from p2r_eval.eval.results import RunResults, Sample
 from p2r_eval.eval.runstore import MERGE_WAIT_S, RunStore, RunStoreError
+from p2r_eval.media.requests import grouped_by_video
 
 Shard = tuple[int, int]
 
@@ -138,5 +139,7 @@ def mark_unfinished(store: RunStore) -> None:
 def write_samples_in_order(
     store: RunStore, task: str, items: Sequence[Item], samples: dict[str, Sample]
 ) -> None:
-    """Replace ``samples/<task>.jsonl`` (atomically) with one line per item, in item order."""
-    store.replace_samples(task, (samples[item.id] for item in items if item.id in samples))
+    """Replace ``samples/<task>.jsonl`` (atomically) with one line per item, in the order a
+    single process generates ``items`` (:func:`p2r_eval.media.requests.grouped_by_video`)."""
+    store.replace_samples(task, (samples[item.id] for item in grouped_by_video(items)
+                                 if item.id in samples))

@@ -19,6 +19,8 @@ from p2r_eval.benchmarks.protocols import aggregate_task, score_item
 from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.core.prompts import build_prompt
 from p2r_eval.judge.verdicts import Verdict
+from p2r_eval.media.requests import RequestBuilder, _marking_shared, grouped_by_video
+from p2r_eval.media.video import FramePolicy
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 VIDEO_R1_EVAL = SHARED / "benchmarks" / "video-r1-eval"
@@ -75,6 +77,21 @@ def test_item_and_answer_type_counts(loaded: dict[str, Any]) -> None:
         "videomme": {"multiple choice": 2700},
     }
     assert all(task.source_format == "video-r1" for task in loaded.values())
+
+
+@pytest.mark.slow
+def test_a_run_decodes_each_video_of_the_real_files_once(loaded: dict[str, Any]) -> None:
+    builder = RequestBuilder("p2r", FramePolicy())
+    decodings = {}
+    for name, task in loaded.items():
+        order = [shares for _, shares in _marking_shared(builder, grouped_by_video(task.items))]
+        decodings[name] = order.count(False)
+        assert decodings[name] == len({item.media for item in task.items}), name
+    assert decodings == {"vsibench": 288, "videommmu": 300, "mmvu": 379, "mvbench": 3687,
+                         "videomme": 900}
+    in_file_order = {name: [shares for _, shares in _marking_shared(builder, task.items)]
+                     for name, task in loaded.items()}
+    assert in_file_order["vsibench"].count(False) == 1613
 
 
 def test_category_counts(loaded: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Consecutive items on one video are decoded once and share its frames."""
+"""Consecutive items on one video are decoded once and share its frames; a run puts the items
+on one video next to each other first (:func:`grouped_by_video`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from p2r_eval.media.requests import (
     DecodePool,
     MediaError,
     RequestBuilder,
+    grouped_by_video,
     prefetch_requests,
     shared_media_key,
 )
@@ -84,3 +86,13 @@ def test_early_decoding_decodes_a_shared_video_once(two_videos):
         assert len(list(pool._folder.iterdir())) == 2
         answers = [request for _, request in prefetch_requests(items, BUILDER, pool=pool)]
     assert answers[1].frames is answers[0].frames
+
+
+def test_items_on_one_video_are_moved_up_to_its_first_item(two_videos, tmp_path):
+    first, second = two_videos
+    image = tmp_path / "still.png"
+    items = [item(0, second), item(1, first), item(2, image, "image"), item(3, second),
+             item(4, first, "none"), item(5, first), item(6, image, "image")]
+    order = [grouped.id for grouped in grouped_by_video(items)]
+    assert order == ["0", "3", "1", "5", "2", "4", "6"]  # images and text keep their place
+    assert grouped_by_video(grouped_by_video(items)) == grouped_by_video(items)
