@@ -6,6 +6,7 @@ Usage::
     python perf/bench_vs_lmms_native.py            # 3 alternating repeats, ~20 min on 2 cores
     python perf/bench_vs_lmms_native.py --quick    # 1 repeat, 16 instead of 32 items
     python perf/bench_vs_lmms_native.py --p2r-args="--input-policy videorft"
+    python perf/bench_vs_lmms_native.py --workloads 2min-x24-3per,2min-x24-3spread
 
 The peer runs as its users run it: ``lmms-eval eval --model qwen2_5_vl`` (lmms-eval's own
 model class for Qwen2.5-VL: its qwen-vl-utils video reading, its processor call, its
@@ -36,9 +37,11 @@ Workloads (each one p2r-eval run and one lmms-eval run per repeat, the order alt
 between repeats; fresh output folders, no caches): 8 items on the 2 minute clip, 32 items on it
 (16 with ``--quick``), and 8 items on the 15 s clip, each item with its own video file (links
 to the clip), so that no item can take another's frames; then, as information outside the
-goals, 24 items asking 3 questions in a row of each of 8 video files, as Video-MME does
-(p2r-eval decodes each video once there). Every run must produce one output per item
-(lmms-eval can exit 0 after a failed evaluation: its sample files are what count).
+goals, 24 items asking 3 questions of each of 8 video files, in a row as Video-MME does and
+one per video in turn as VideoMMMU and VSI-Bench do (p2r-eval decodes each video once in
+both). ``--workloads`` runs some of them only (e.g. ``--workloads 2min-x24-3spread``). Every
+run must produce one output per item (lmms-eval can exit 0 after a failed evaluation: its
+sample files are what count).
 
 From the medians of the two 2 minute workloads, a two-point fit separates what a run pays once
 (start-up: imports, model and task loading, and the files written at the end) from what it
@@ -103,6 +106,7 @@ class Workload:
     clip: str
     items: int
     questions_per_video: int = 1
+    in_a_row: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,13 @@ class Harnesses:
     p2r_args: tuple[str, ...]
 
 
-def write_p2r_root(root: Path, clip: Path, items: int, questions_per_video: int = 1) -> Path:
+def write_p2r_root(root: Path, clip: Path, items: int, questions_per_video: int = 1,
+                   in_a_row: bool = True) -> Path:
     """A Video-R1-format data root (``eval_mvbench.json``) with ``items`` questions, each
-    video file (a link to ``clip``, or a copy) asked ``questions_per_video`` questions in a
-    row: with 1, every item has its own file, so p2r-eval cannot decode a video once for
-    several items and both sides decode every item."""
+    video file (a link to ``clip``, or a copy) asked ``questions_per_video`` questions, in a
+    row (Video-MME's layout) or, with ``in_a_row`` False, one per video in turn (VideoMMMU's
+    and VSI-Bench's): with 1, every item has its own file, so p2r-eval cannot decode a video
+    once for several items and both sides decode every item."""
     root.mkdir(parents=True, exist_ok=True)
     videos = []
     for number in range(-(-items // questions_per_video)):
@@ -136,10 +142,14 @@ def write_p2r_root(root: Path, clip: Path, items: int, questions_per_video: int 
         except OSError:
             shutil.copyfile(clip, video)
         videos.append(video)
+
+    def video_of(position: int) -> int:
+        return position // questions_per_video if in_a_row else position % len(videos)
+
     records = [{"problem_id": number, "problem": QUESTION, "data_type": "video",
                 "options": OPTIONS, "problem_type": "multiple choice",
                 "solution": "<answer>A</answer>",
-                "path": f"./{videos[(number - 1) // questions_per_video].name}"}
+                "path": f"./{videos[video_of(number - 1)].name}"}
                for number in range(1, items + 1)]
     (root / "eval_mvbench.json").write_text(json.dumps(records))
     return root
@@ -242,7 +252,7 @@ def measure(sides: Harnesses, work: Workload, clip: Path, scratch: Path, repeats
     """Median timings of each side over ``repeats`` alternating pairs (every run checked to
     give one output per item) and how many outputs agreed between the sides in the last."""
     root = write_p2r_root(scratch / f"{work.name}-data", clip, work.items,
-                          work.questions_per_video)
+                          work.questions_per_video, work.in_a_row)
     task_dir = scratch / f"{work.name}-lmms-task"
     task = f"p2rbench_{work.name.replace('-', '_')}"
     ids = write_lmms_task(task_dir, task, root, sides.max_new_tokens)
@@ -301,7 +311,11 @@ def report(args: argparse.Namespace, sides: Harnesses, works: list[Workload],
     print(tabulate(rows, headers=["workload", "items", "p2r-eval wall s", "lmms-eval wall s",
                                   "wall ratio", "p2r-eval CPU s", "lmms-eval CPU s",
                                   "CPU ratio", "same outputs"]))
-    small, large, short = works[:3]
+    if any(work.name not in results for work in fit_workloads(args.quick)):
+        print("\n(the two-point fit and the goals need 2min-x8, the 32 or 16 item workload "
+              "and 15s-x8)")
+        return
+    small, large, short = fit_workloads(args.quick)
     fits: dict[str, dict[str, Fit]] = {}
     for measure_name in ("wall_s", "cpu_s"):
         fits[measure_name] = {
@@ -337,6 +351,21 @@ def report(args: argparse.Namespace, sides: Harnesses, works: list[Workload],
           f">= {PER_ITEM_GOAL:g}x faster ({speed_up:.2f}x)")
 
 
+def fit_workloads(quick: bool) -> list[Workload]:
+    """The goals' workloads: 8 and 32 (16 with ``--quick``) two-minute items, 8 fifteen-second
+    ones; each item its own video file."""
+    large = 16 if quick else 32
+    return [Workload("2min-x8", "2min", 8), Workload(f"2min-x{large}", "2min", large),
+            Workload("15s-x8", "15s", 8)]
+
+
+def layout_workloads() -> list[Workload]:
+    """Information outside the goals: 3 questions on each of 8 video files, in a row (Video-MME's
+    layout) and one per video in turn (VideoMMMU's and VSI-Bench's)."""
+    return [Workload("2min-x24-3per", "2min", 24, questions_per_video=3),
+            Workload("2min-x24-3spread", "2min", 24, questions_per_video=3, in_a_row=False)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lmms-venv", type=Path, default=REPO / ".venv-lmms")
@@ -349,6 +378,9 @@ def main() -> None:
     parser.add_argument("--p2r-args", default=f"--frames {FRAMES} --max-pixels {MAX_PIXELS} "
                                               "--decode-workers 1",
                         help="p2r-eval's frame and worker options (default: %(default)s)")
+    parser.add_argument("--workloads", type=lambda text: text.split(","),
+                        help="comma-separated workload names to run (default: all; the fit "
+                             "and the goals need the first three)")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
@@ -359,10 +391,13 @@ def main() -> None:
     clips = {name: ensure_clip(args.workdir, clip) for name, clip in CLIPS.items()}
     sides = Harnesses(Path(sys.executable), args.lmms_venv, ensure_demo_model(),
                       args.max_new_tokens, tuple(shlex.split(args.p2r_args)))
-    works = [Workload("2min-x8", "2min", 8),
-             Workload(f"2min-x{16 if args.quick else 32}", "2min", 16 if args.quick else 32),
-             Workload("15s-x8", "15s", 8),
-             Workload("2min-x24-3per", "2min", 24, questions_per_video=3)]
+    works = fit_workloads(args.quick) + layout_workloads()
+    if args.workloads:
+        unknown = set(args.workloads) - {work.name for work in works}
+        if unknown:
+            sys.exit(f"unknown workloads {sorted(unknown)}; choose from "
+                     f"{', '.join(work.name for work in works)}")
+        works = [work for work in works if work.name in args.workloads]
     results = {}
     with tempfile.TemporaryDirectory(prefix="p2r-bench-native-") as scratch_name:
         scratch = Path(scratch_name)
