@@ -173,9 +173,10 @@ def build_eval_parser() -> argparse.ArgumentParser:
                      help="time budget for decoding one video; a video over it is that item's "
                           "error (default 600)")
     run.add_argument("--shard", default=None, metavar="I/N",
-                     help="evaluate only shard I of N (0-based) into OUTPUT/shards/I-of-N; the "
-                          "last shard to finish merges all into OUTPUT. 'auto' takes RANK and "
-                          "WORLD_SIZE from accelerate launch / torchrun")
+                     help="evaluate only shard I of N (0-based: every N-th video with all its "
+                          "questions) into OUTPUT/shards/I-of-N; the last shard to finish "
+                          "merges all into OUTPUT. 'auto' takes RANK and WORLD_SIZE from "
+                          "accelerate launch / torchrun")
     run.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                      help="with a folder of checkpoint-<step> folders: keep polling it for "
                           "new checkpoints every SECONDS (Ctrl-C stops)")

@@ -1,10 +1,12 @@
 """Data-parallel evaluation: split one run's items across processes, GPUs or machines.
 
-Shard ``i`` of ``n`` evaluates items ``i, i+n, i+2n, …`` of every task (after ``--limit``)
-into ``OUTPUT/shards/<i>-of-<n>/``, a complete run folder of its own (own lock, own resume).
-When the last shard finishes, or on ``p2r-eval merge OUTPUT``, the shards' samples are merged
-into ``OUTPUT/samples`` in item order and ``OUTPUT/results.json`` is computed from them, with
-the same aggregation as a single-process run, so the two are equal item for item.
+Shard ``i`` of ``n`` evaluates videos ``i, i+n, i+2n, …`` of every task (after ``--limit``),
+each with all its questions, so no video is decoded by two shards (an item without a video
+counts as one), into ``OUTPUT/shards/<i>-of-<n>/``, a complete run folder of its own (own
+lock, own resume). When the last shard finishes, or on ``p2r-eval merge OUTPUT``, the shards'
+samples are merged into ``OUTPUT/samples`` in the order one process generates them and
+``OUTPUT/results.json`` is computed from them, with the same aggregation as a single-process
+run, so the two are equal item for item.
 
 Under ``accelerate launch`` (or torchrun), ``--shard auto`` takes the shard from the
 ``RANK``/``WORLD_SIZE`` environment variables.
@@ -22,7 +24,7 @@ from p2r_eval.benchmarks.registry import load_task
 from p2r_eval.core.items import Item
 from p2r_eval.eval.results import RunResults, Sample
 from p2r_eval.eval.runstore import MERGE_WAIT_S, RunStore, RunStoreError
-from p2r_eval.media.requests import grouped_by_video
+from p2r_eval.media.requests import grouped_by_video, video_groups
 
 Shard = tuple[int, int]
 
@@ -42,10 +44,12 @@ def parse_shard(text: str) -> Shard | None:
 
 
 def shard_items(items: Sequence[Item], shard: Shard | None) -> list[Item]:
+    """The items shard ``(i, n)`` evaluates: every n-th video's questions, from the i-th
+    (:func:`p2r_eval.media.requests.video_groups`); all of them without a shard."""
     if shard is None:
         return list(items)
     index, count = shard
-    return list(items[index::count])
+    return [item for group in video_groups(items)[index::count] for item in group]
 
 
 def shard_dir(output: Path, shard: Shard) -> Path:

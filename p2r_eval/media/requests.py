@@ -165,6 +165,21 @@ def grouped_by_video(items: Sequence[Item]) -> list[Item]:
     return [items[position] for _, position in sorted(places)]
 
 
+def video_groups(items: Sequence[Item]) -> list[list[Item]]:
+    """``items`` in :func:`grouped_by_video` order, cut into the runs of items on one video
+    (an item without a video is a group of its own)."""
+    groups: list[list[Item]] = []
+    previous: MediaKey | None = None
+    for item in grouped_by_video(items):
+        key = video_key(item)
+        if groups and key is not None and key == previous:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        previous = key
+    return groups
+
+
 def load_image(path: Path) -> np.ndarray:
     """The image as RGB. Only a regular file is opened (reading a named pipe would block
     forever), and an image over PIL's decompression-bomb limit is refused; both as OSError."""

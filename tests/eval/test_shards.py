@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from p2r_eval.cli.main import main
+from p2r_eval.core.items import Item
 from p2r_eval.eval.shards import parse_shard, shard_items
 
 pytestmark = pytest.mark.slow
@@ -41,10 +43,24 @@ def test_two_shard_processes_merge_into_the_single_process_run(tmp_path):
     assert (sharded / "analysis.md").read_text() == (single / "analysis.md").read_text()
 
 
-def test_each_item_lands_in_exactly_one_shard():
-    items = list(range(11))
+def test_each_item_lands_in_exactly_one_shard_with_the_other_questions_on_its_video():
+    def item(number: int, video: str | None) -> Item:
+        return Item(task="t", id=str(number), question="Q?", options=("A. x", "B. y"),
+                    answer="A", answer_type="multiple choice",
+                    media=Path(video) if video else None,
+                    media_type="video" if video else "none")
+
+    videos = ["a", "b", "a", None, "c", "b", None, "a", "d", "c", "e"]
+    items = [item(number, video) for number, video in enumerate(videos)]
     parts = [shard_items(items, (index, 3)) for index in range(3)]
-    assert sorted(sum(parts, [])) == items
+    assert sorted(int(i.id) for part in parts for i in part) == list(range(len(videos)))
+    for part in parts:
+        for other in parts:
+            if other is not part:
+                assert not {i.media for i in part if i.media} & {i.media for i in other if i.media}
+    # groups in order: a (0, 2, 7), b (1, 5), text 3, c (4, 9), text 6, d (8), e (10)
+    assert [[i.id for i in part] for part in parts] == [
+        ["0", "2", "7", "4", "9", "10"], ["1", "5", "6"], ["3", "8"]]
 
 
 @pytest.mark.parametrize("text", ["2/2", "x", "1/0", "-1/2"])
