@@ -34,7 +34,7 @@ test-fast: setup
 lint: setup typecheck
 	$(BIN)/ruff check p2r_eval training tests perf env scripts
 
-# mypy on p2r_eval and training ([tool.mypy] in pyproject.toml).
+# mypy on p2r_eval, training and the perf/ scripts ([tool.mypy] in pyproject.toml).
 typecheck: setup
 	$(BIN)/python scripts/typecheck.py
 

@@ -122,7 +122,7 @@ def append_cost_s(folder: Path, appends: int) -> float:
     timings = []
     for index in range(appends):
         started = time.perf_counter()
-        store.append_sample("bench", {**record, "id": str(index)})
+        store.append_record("bench", {**record, "id": str(index)})
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 

@@ -60,9 +60,9 @@ def ensure_twice(workdir: Path, clip: Clip) -> Path:
                 out_stream = out_stream or output.add_stream_from_template(stream)
                 end = 0
                 for packet in container.demux(stream):
-                    if packet.dts is None:  # the demuxer's final empty packet
+                    if packet.dts is None or packet.pts is None:  # the final empty packet
                         continue
-                    end = max(end, packet.pts + packet.duration)
+                    end = max(end, packet.pts + (packet.duration or 0))
                     packet.pts += shift
                     packet.dts += shift
                     packet.stream = out_stream

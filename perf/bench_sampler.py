@@ -112,6 +112,8 @@ def seek_per_frame_peer(path: Path) -> np.ndarray:
     """Constant frame rate assumed: frame i is at ``start + i / fps``."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        if stream.average_rate is None or stream.time_base is None:
+            raise ValueError(f"{path}: no frame rate or time base to seek by")
         ticks_per_frame = 1 / (stream.average_rate * stream.time_base)
         start = stream.start_time or 0
         frames = []
@@ -119,7 +121,7 @@ def seek_per_frame_peer(path: Path) -> np.ndarray:
             target = start + round(index * ticks_per_frame)
             container.seek(target, stream=stream, backward=True)
             for frame in container.decode(stream):
-                if frame.pts >= target:
+                if frame.pts is not None and frame.pts >= target:
                     frames.append(frame.to_ndarray(format="rgb24"))
                     break
     return np.stack(frames)

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from p2r_eval.benchmarks.registry import load_task, paper_task_names
@@ -134,7 +135,7 @@ def main() -> None:
                                         cache_dir=None)
             client = OpenAIBackend(args.model, decoding=decoding, endpoint=endpoint,
                                    max_pixels=MAX_PIXELS)
-            seconds, outputs = timed(lambda c=client: c.generate(requests), args.repeats)
+            seconds, outputs = timed(partial(client.generate, requests), args.repeats)
             print_row((f"served, concurrency {concurrency}", seconds, outputs == reference),
                       args.items, base_s)
     finally:

@@ -331,10 +331,10 @@ def report(args: argparse.Namespace, sides: Harnesses, works: list[Workload],
             harness: (getattr(results[short.name][0][harness], measure_name)
                       - fit[harness].start_up_s) / short.items
             for harness in HARNESSES}
-        ours, theirs = fit["p2r-eval"], fit["lmms-eval"]
-        rows.append([label, f"{ours.start_up_s:.1f} / {theirs.start_up_s:.1f}",
-                     f"{ours.per_item_s:.2f} / {theirs.per_item_s:.2f}",
-                     f"{theirs.per_item_s / ours.per_item_s:.2f}x",
+        our_fit, their_fit = fit["p2r-eval"], fit["lmms-eval"]
+        rows.append([label, f"{our_fit.start_up_s:.1f} / {their_fit.start_up_s:.1f}",
+                     f"{our_fit.per_item_s:.2f} / {their_fit.per_item_s:.2f}",
+                     f"{their_fit.per_item_s / our_fit.per_item_s:.2f}x",
                      f"{short_items['p2r-eval']:.2f} / {short_items['lmms-eval']:.2f}",
                      f"{short_items['lmms-eval'] / short_items['p2r-eval']:.2f}x"])
     print(f"\ntwo-point fit ({small.name} and {large.name}): p2r-eval / lmms-eval, seconds\n")

@@ -121,12 +121,13 @@ def random_config(
         raise ValueError(f"layers must be >= 1, got {layers}")
     sizes = PRESETS[preset]
     ids = build_demo_config(tokenizer)
+    text_ids = ids.get_text_config()
     text = {
         **sizes.text,
         "vocab_size": sizes.vocab_size or len(tokenizer),
-        "bos_token_id": ids.text_config.bos_token_id,
-        "eos_token_id": ids.text_config.eos_token_id,
-        "pad_token_id": ids.text_config.pad_token_id,
+        "bos_token_id": text_ids.bos_token_id,
+        "eos_token_id": text_ids.eos_token_id,
+        "pad_token_id": text_ids.pad_token_id,
     }
     if layers is not None:
         text["num_hidden_layers"] = layers

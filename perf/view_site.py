@@ -118,7 +118,7 @@ def main() -> int:
     print(f"thumbnails: {len(frames)} distinct videos, {thumbnails} thumbnails, "
           f"{frame_bytes / 1e3 / max(1, thumbnails):.1f} kB per thumbnail")
     (run_pages,) = list((site / "runs").iterdir())
-    largest = max(FULL_SIZES, key=FULL_SIZES.get)
+    largest = max(FULL_SIZES, key=lambda name: FULL_SIZES[name])
     for path, ms in load_times([run_pages / "index.html", run_pages / largest / "index.html",
                                 run_pages / largest / "0.html"]).items():
         print(f"load {Path(path).relative_to(site)}: {ms:.0f} ms")
