@@ -80,8 +80,12 @@ def run_p2r_eval(output: Path, *args: str) -> dict[str, Any]:
 
 
 def p2r_samples(output: Path, task: str) -> list[dict[str, Any]]:
+    """p2r-eval's samples in the task's item order, as lmms-eval's are in ``doc_id`` order
+    (p2r-eval writes them in the order it generated them: each video's questions together)."""
     path = output / "samples" / f"{task}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    samples = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    position = {item.id: index for index, item in enumerate(load_task(task).items)}
+    return sorted(samples, key=lambda sample: position[sample["id"]])
 
 
 def same_score(lmms_value: float, p2r_value: float | None) -> bool:
