@@ -15,7 +15,7 @@ each time, and finished. Reported:
 - how many kills left a half-written last line (cut off by the next run);
 - the restart cost per kill: (interrupted wall time - uninterrupted) / kills, i.e. process
   start, loading the annotations and the run folder, checking what is done;
-- the durability cost per item: ``RunStore.append_sample`` (open, append, flush, fsync) of a
+- the durability cost per item: ``RunStore.append_record`` (open, append, flush, fsync) of a
   typical 1 KB sample, median over ``--appends`` calls, next to the whole per-item time of
   the uninterrupted run.
 """
