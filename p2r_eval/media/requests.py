@@ -156,28 +156,17 @@ def grouped_by_video(items: Sequence[Item]) -> list[Item]:
     288 videos 5,130 questions in 1,613 runs, VideoMMMU its 300 videos 900 questions, none in
     a row. The order depends on ``items`` alone, so a run resumed from any of its points goes
     on in the same order, and merged shards list their samples as one process would."""
-    first_position: dict[MediaKey, int] = {}
-    places: list[tuple[int, int]] = []
-    for position, item in enumerate(items):
-        key = video_key(item)
-        group = position if key is None else first_position.setdefault(key, position)
-        places.append((group, position))
-    return [items[position] for _, position in sorted(places)]
+    return [item for group in video_groups(items) for item in group]
 
 
 def video_groups(items: Sequence[Item]) -> list[list[Item]]:
-    """``items`` in :func:`grouped_by_video` order, cut into the runs of items on one video
-    (an item without a video is a group of its own)."""
-    groups: list[list[Item]] = []
-    previous: MediaKey | None = None
-    for item in grouped_by_video(items):
+    """``items`` in :func:`grouped_by_video` order, cut into the items on each video (an item
+    without a video is a group of its own), groups in the order of their first item."""
+    groups: dict[MediaKey | int, list[Item]] = {}
+    for position, item in enumerate(items):
         key = video_key(item)
-        if groups and key is not None and key == previous:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-        previous = key
-    return groups
+        groups.setdefault(position if key is None else key, []).append(item)
+    return list(groups.values())
 
 
 def load_image(path: Path) -> np.ndarray:

@@ -23,7 +23,7 @@ ORDER_IN_FILE = ["a.mp4", "b.mp4", "a.mp4", "c.mp4", "b.mp4", "a.mp4", "c.mp4"]
 
 
 class AnswersA:
-    """A backend that needs frames and answers A; remembers the videos' frames it was shown."""
+    """A backend that needs frames and answers A; remembers the items it was asked, in order."""
 
     name = "answers-a"
     needs_media = True
