@@ -58,17 +58,24 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# What the lent machines lack (their image: torch, transformers, accelerate, numpy, PIL,
-# tabulate, pyyaml, matplotlib, httpx ...), for Python 3.12 on x86-64.
-WHEEL_SPECS=(av trl datasets dill multiprocess fastapi starlette uvicorn pydantic
-             pydantic-core annotated-types typing-inspection openai jiter distro sniffio)
+# What the lent machines lack or hold at another version than requirements/main.lock (their
+# image has torch 2.11, transformers 5.17, accelerate 1.15, numpy, PIL, tabulate, pyyaml,
+# matplotlib, httpx ...), at the lock's versions, for Python 3.12 on x86-64. torch stays theirs.
+WHEEL_NAMES=(transformers accelerate regex av trl datasets dill multiprocess fastapi starlette
+             uvicorn opentelemetry-api pydantic pydantic-core annotated-types typing-inspection
+             openai jiter sniffio httpx2 httpcore2 truststore)
+locked_spec() {  # package name: NAME==VERSION as requirements/main.lock pins it
+  grep -m1 -i "^$1==" requirements/main.lock | cut -d' ' -f1 | grep . \
+    || { echo "gpu_check.sh: $1 is not pinned in requirements/main.lock" >&2; return 1; }
+}
 if [ "${FETCH:-0}" = 1 ]; then
-  mkdir -p "$WHEELS"
+  rm -rf "$WHEELS"; mkdir -p "$WHEELS"
   grep -qx "/$WHEELS/" .git/info/exclude 2>/dev/null || echo "/$WHEELS/" >> .git/info/exclude
-  for spec in "${WHEEL_SPECS[@]}"; do
+  for name in "${WHEEL_NAMES[@]}"; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-      --platform manylinux2014_x86_64 --platform any -d "$WHEELS" "$spec"
+      --platform manylinux2014_x86_64 --platform any -d "$WHEELS" "$(locked_spec "$name")" \
+      || exit 1
   done
   du -sh "$WHEELS"
   echo "carry $WHEELS (run tool: carry [\"$WHEELS\"]) and run: bash perf/gpu_check.sh"
@@ -111,6 +118,23 @@ else
   SERVE_ITEMS=32; SERVE_SECONDS=20; CONCURRENCY=16; SERVE_FRAMES=32; SERVE_TOKENS=64
   DECODE_WORKERS=4
 fi
+
+preflight() {  # every import the checks need, the versions in use, and the device
+  "$PY" - "$DEVICE" <<'PYTHON' 2>&1 | tee "$LOGS/gpu_check_environment.txt"
+import sys
+from importlib import metadata
+
+import av, datasets, fastapi, openai, torch, transformers, trl, uvicorn  # noqa: E401, F401
+import p2r_eval.cli.main, p2r_eval.models.hf, p2r_train.cli, p2r_train.rl.pa_grpo  # noqa: E401, F401
+
+names = ["torch", "transformers", "accelerate", "trl", "datasets", "av", "fastapi", "openai"]
+print("; ".join(f"{name} {metadata.version(name)}" for name in names))
+if sys.argv[1] == "cuda":
+    assert torch.cuda.is_available(), "torch sees no GPU"
+    print(torch.cuda.get_device_name(), f"{torch.cuda.mem_get_info()[1] / 2**30:.0f} GiB")
+PYTHON
+  [ "${PIPESTATUS[0]}" = 0 ] || { echo "gpu_check.sh: the environment is not ready (above)" >&2; exit 1; }
+}
 
 STATUS="$LOGS/gpu_check_status.txt"
 : > "$STATUS"
@@ -218,16 +242,8 @@ check_serve() {
   wait "$server" 2>/dev/null || true
 }
 
-for check in ${ONLY//,/ }; do
-  case $check in
-    hf|grpo|serve)
-      echo "== $check (log: $LOGS/gpu_check_$check.log)" >&2
-      "check_$check" > "$LOGS/gpu_check_$check.log" 2>&1 || status "$check" failed ;;
-    *) echo "gpu_check.sh: unknown check $check (hf, grpo, serve)" >&2; exit 2 ;;
-  esac
-done
-
-# The markdown table of the checks that ran, with the figures from their JSON files.
+# The markdown table of the checks that ran so far, with the figures from their JSON files.
+write_table() {
 "$PY" - "$STATUS" "$LOGS" "$OUT_FILE" "$DRY_RUN" <<'PYTHON'
 import json
 import sys
@@ -294,5 +310,17 @@ for line in status_file.read_text().splitlines():
 title = ("GPU checks: dry run on the CPU with the tiny config (its figures mean nothing)"
          if dry_run else "GPU checks")
 out.write_text(f"## {title}\n\n" + "\n".join(lines) + "\n")
-print(out.read_text())
 PYTHON
+}
+
+preflight  # a missing package or GPU stops here, in seconds, not inside a check
+for check in ${ONLY//,/ }; do
+  case $check in
+    hf|grpo|serve)
+      echo "== $check (log: $LOGS/gpu_check_$check.log) $(date +%T)" >&2
+      "check_$check" > "$LOGS/gpu_check_$check.log" 2>&1 || status "$check" failed
+      write_table ;;  # after each check, so a run stopped at its time limit keeps the rows
+    *) echo "gpu_check.sh: unknown check $check (hf, grpo, serve)" >&2; exit 2 ;;
+  esac
+done
+cat "$OUT_FILE"
