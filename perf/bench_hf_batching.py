@@ -30,7 +30,10 @@ untimed warm-up of each mode, the two modes take turns ``--repeats`` times, alte
 goes first. Reported: items/s of each (median over repeats), their ratio, and on CUDA the GPU
 busy fraction during each mode (the share of time a kernel was running as NVML reports it,
 sampled every 100 ms: through ``torch.cuda.utilization`` when pynvml is installed, else
-``nvidia-smi``) and its peak memory (``--json`` also writes these figures to a file). How
+``nvidia-smi``) and its peak memory; where the main thread's time went (getting decoded
+frames, inline or from the workers, against ``generate``), and the processor's share of
+``generate`` per item, measured apart on one batch (``--json`` also writes these figures to
+a file). How
 many outputs are identical between the modes is shown as information: batched and unbatched
 half-precision matmuls may round differently, and a left-padded batch may run more decoding
 steps than its longest answer needs. A random-weight model rarely ends an
@@ -53,9 +56,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from bench_sampler import Clip, ensure_clip
@@ -73,6 +77,17 @@ from p2r_eval.models.hf import HFBackend
 GOAL = 4.0
 MODES = ("one at a time", "p2r")
 SAMPLE_INTERVAL_S = 0.1
+T = TypeVar("T")
+
+
+@dataclass
+class MainThread:
+    """Where the main thread's time went in one pass: getting each item's decoded frames
+    (decoding them inline, or waiting for the decode workers) and ``generate`` (the
+    processor, the model's generate and the decoding of its output)."""
+
+    media_s: float = 0.0
+    generate_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,7 @@ class Run:
     outputs: list[str]
     busy_fraction: float | None
     peak_memory_gib: float | None
+    main_thread: MainThread
 
 
 def item_clips(workdir: Path, count: int, seconds: int = 30) -> list[Path]:
@@ -106,23 +122,59 @@ def as_request(item: Item, request: Request | MediaError) -> Request:
 
 
 def one_at_a_time(backend: HFBackend, items: Sequence[Item], builder: RequestBuilder,
-                  settings: EvalSettings, pool: DecodePool | None) -> list[str]:
+                  settings: EvalSettings, pool: DecodePool | None, spent: MainThread
+                  ) -> list[str]:
     """Decode inline, then generate a batch of one, item after item."""
-    return [backend.generate([builder(item)])[0] for item in items]
+    outputs: list[str] = []
+    for item in items:
+        started = time.perf_counter()
+        request = builder(item)
+        decoded = time.perf_counter()
+        outputs += backend.generate([request])
+        spent.media_s += decoded - started
+        spent.generate_s += time.perf_counter() - decoded
+    return outputs
+
+
+def timed_pulls(stream: Iterable[T], spent: MainThread) -> Iterator[T]:
+    """``stream``'s elements, adding the time spent waiting for each to ``spent.media_s``."""
+    iterator = iter(stream)
+    while True:
+        started = time.perf_counter()
+        try:
+            element = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            spent.media_s += time.perf_counter() - started
+        yield element
 
 
 def p2r(backend: HFBackend, items: Sequence[Item], builder: RequestBuilder,
-        settings: EvalSettings, pool: DecodePool | None) -> list[str]:
+        settings: EvalSettings, pool: DecodePool | None, spent: MainThread) -> list[str]:
     """p2r-eval's loop: decode ahead in the pool's workers, generate batch by batch."""
     stream = prefetch_requests(items, builder, workers=settings.decode_workers,
                                depth=prefetch_depth(settings), pool=pool)
     outputs: list[str] = []
-    for batch in batched(stream, settings.batch_size):
+    for batch in batched(timed_pulls(stream, spent), settings.batch_size):
+        started = time.perf_counter()
         outputs += backend.generate([as_request(item, request) for item, request in batch])
+        spent.generate_s += time.perf_counter() - started
     return outputs
 
 
 RUNNERS: dict[str, Callable[..., list[str]]] = {"one at a time": one_at_a_time, "p2r": p2r}
+
+
+def processor_s_per_item(backend: HFBackend, items: Sequence[Item], builder: RequestBuilder,
+                         batch_size: int) -> float:
+    """The processor's time per item on one batch of ``batch_size`` items (decoded first,
+    untimed), measured apart from the timed passes: the part of ``generate`` that runs on
+    the CPU before the model starts."""
+    requests = [builder(item) for item in items[:batch_size]]
+    started = time.perf_counter()
+    backend.processor_outputs(requests)
+    return (time.perf_counter() - started) / len(requests)
 
 
 def nvidia_smi_reader(device: torch.device) -> Callable[[], float]:
@@ -196,14 +248,15 @@ def timed_run(mode: str, backend: HFBackend, items: Sequence[Item], builder: Req
     if on_cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    spent = MainThread()
     with BusySampler(read_utilization) as sampler:
         started = time.perf_counter()
-        outputs = RUNNERS[mode](backend, items, builder, settings, pool)
+        outputs = RUNNERS[mode](backend, items, builder, settings, pool, spent)
         if on_cuda:
             torch.cuda.synchronize()
         wall_s = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None
-    return Run(wall_s, outputs, sampler.fraction(), peak)
+    return Run(wall_s, outputs, sampler.fraction(), peak, spent)
 
 
 def device_name(device: str) -> str:
@@ -224,8 +277,16 @@ def model_summary(backend: HFBackend) -> str:
     return summary
 
 
-def summary(args: argparse.Namespace, backend: HFBackend, runs: dict[str, list[Run]]
-            ) -> dict[str, object]:
+def main_thread_medians(runs: dict[str, list[Run]]) -> dict[str, dict[str, float]]:
+    """Each mode's median seconds getting decoded frames and in ``generate``."""
+    return {mode: {"media": statistics.median(run.main_thread.media_s for run in runs[mode]),
+                   "generate": statistics.median(run.main_thread.generate_s
+                                                 for run in runs[mode])}
+            for mode in MODES}
+
+
+def summary(args: argparse.Namespace, backend: HFBackend, runs: dict[str, list[Run]],
+            processor_s: float) -> dict[str, object]:
     """The figures of the report, for ``--json`` (perf/gpu_check.sh renders them)."""
     rates = {mode: statistics.median(args.items / run.wall_s for run in runs[mode])
              for mode in MODES}
@@ -242,12 +303,13 @@ def summary(args: argparse.Namespace, backend: HFBackend, runs: dict[str, list[R
         "gpu_busy": {mode: statistics.median(busy[mode]) if busy[mode] else None
                      for mode in MODES},
         "peak_gib": {mode: max(peaks[mode]) if peaks[mode] else None for mode in MODES},
+        "main_thread_s": main_thread_medians(runs), "processor_s_per_item": processor_s,
         "goal": GOAL,
     }
 
 
 def print_report(args: argparse.Namespace, backend: HFBackend, settings: EvalSettings,
-                 runs: dict[str, list[Run]]) -> None:
+                 runs: dict[str, list[Run]], processor_s: float) -> None:
     import transformers
 
     print(f"\ndevice: {device_name(backend.device)}; torch {torch.__version__}, transformers "
@@ -274,6 +336,13 @@ def print_report(args: argparse.Namespace, backend: HFBackend, settings: EvalSet
     first = {mode: runs[mode][0].outputs for mode in MODES}
     same = sum(a == b for a, b in zip(first["one at a time"], first["p2r"], strict=True))
     print(f"\nidentical outputs between the modes: {same}/{args.items} (information only)")
+    spent = main_thread_medians(runs)
+    print("\nthe main thread's time (s): getting decoded frames (inline one at a time; waiting "
+          "for the workers in p2r) / in generate")
+    for mode in MODES:
+        print(f"  {mode}: {spent[mode]['media']:.1f} / {spent[mode]['generate']:.1f}")
+    print(f"  of generate, the processor: {processor_s:.3f} s per item (one batch of "
+          f"{min(args.batch_size, args.items)}, measured apart)")
     ratio = rates["p2r"] / rates["one at a time"]
     print("\ngoal (p2r items/s / one at a time's)")
     print(f"  [{'met' if ratio >= GOAL else 'NOT MET'}] >= {GOAL:g}x ({ratio:.2f}x)")
@@ -312,20 +381,21 @@ def main() -> None:
     pool = DecodePool(args.decode_workers) if args.decode_workers > 0 else None
     try:
         print("warming up (one item, then one batch) ...", flush=True)
-        one_at_a_time(backend, items[:1], builder, settings, pool)
-        p2r(backend, items[: args.batch_size], builder, settings, pool)
+        one_at_a_time(backend, items[:1], builder, settings, pool, MainThread())
+        p2r(backend, items[: args.batch_size], builder, settings, pool, MainThread())
         runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
         for repeat in range(args.repeats):
             for mode in MODES if repeat % 2 == 0 else tuple(reversed(MODES)):
                 print(f"repeat {repeat + 1}/{args.repeats}: {mode} ...", flush=True)
                 runs[mode].append(timed_run(mode, backend, items, builder, settings, pool,
                                             read_utilization))
+        processor_s = processor_s_per_item(backend, items, builder, args.batch_size)
     finally:
         if pool is not None:
             pool.close()
-    print_report(args, backend, settings, runs)
+    print_report(args, backend, settings, runs, processor_s)
     if args.json is not None:
-        args.json.write_text(json.dumps(summary(args, backend, runs), indent=1))
+        args.json.write_text(json.dumps(summary(args, backend, runs, processor_s), indent=1))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Every GPU check the issues ask for, in one script, with a markdown table of the results.
 #
-#   bash perf/gpu_check.sh                      # on a GPU machine: all checks (about 10 min)
-#   bash perf/gpu_check.sh --only hf            # some of them: hf, grpo, serve (comma list)
+#   bash perf/gpu_check.sh                      # on a GPU machine: all checks (8-9 min)
+#   bash perf/gpu_check.sh --only hf            # some of them: vision, hf, grpo, serve (commas)
 #   bash perf/gpu_check.sh --dry-run            # the same path on a CPU with the tiny config
 #   bash perf/gpu_check.sh --fetch-wheels       # on a machine with PyPI: the wheels a GPU
 #                                               # machine without p2r's dependencies needs
 #
 # Checks (each row of the table says what ran, what it measured and the goal):
+#   vision Qwen2.5-VL-7B's vision tower (random weights) on 8 videos of 32 frames, with p2r's
+#          grouped window attention against transformers' per-window loop
+#          (perf/bench_vision_windows.py): seconds, and the outputs bit for bit the same (the
+#          row fails otherwise).
 #   hf     the hf backend at Qwen2.5-VL-7B's size (random weights, perf/random_checkpoint.py):
 #          batched and prefetched (p2r-eval's path) against one item at a time, 32 frames
 #          (perf/bench_hf_batching.py): items/s (goal: at least 4x) and the GPU busy fraction
@@ -18,8 +22,8 @@
 #          H200 holds, so the text depth is cut to GRPO_LAYERS (default 4) layers.
 #   serve  the served backend: `p2r-eval serve` with `p2r-eval --backend openai --concurrency
 #          16` against the same model in-process (`--batch-size 16`), items/s of the eval
-#          loop (results.json's per-task wall time). Skipped, saying why, when this tree has no
-#          `serve` subcommand or `--backend openai`, or FastAPI/uvicorn are missing.
+#          loop (results.json's per-task wall time). Skipped, saying why, when FastAPI, uvicorn or
+#          openai is missing.
 #
 # --dry-run runs the same steps on the CPU with the tiny config (the demo-size checkpoint,
 # a few items, frames and tokens), so the script is known to run (tests/project/test_gpu_check.py).
@@ -28,18 +32,24 @@
 # gpu_check.md), its logs and JSON files beside it.
 #
 # On a GPU machine without p2r's dependencies (the lent H200s: no PyAV, TRL, datasets,
-# FastAPI), carry the folder .whl made by --fetch-wheels (41 MB, for Python 3.12): its wheels
-# are installed into a temporary folder on PYTHONPATH before the checks, and p2r itself is put
-# on PYTHONPATH from this checkout under its import names (p2r_eval, p2r_train, ...). With the
-# device tool, within its 10 minutes a command: run "bash perf/gpu_check.sh --only hf", then
-# "bash perf/gpu_check.sh --only grpo,serve", each with carry [".whl"]; the table is
-# $OUT/gpu_check.md.
+# FastAPI; transformers 5.17), carry the folder .whl made by --fetch-wheels (56 MB, Python
+# 3.12, the versions of requirements/main.lock; torch stays the machine's): its wheels are
+# installed into a temporary folder on PYTHONPATH, and p2r itself is put on PYTHONPATH from
+# this checkout under its import names (p2r_eval, p2r_train, ...). A preflight then imports
+# everything the checks use and stops in seconds if something is missing. The table is
+# rewritten after each check, so a run stopped at a time limit keeps the rows it finished.
+# With the device tool (one command at most 10 minutes, at most 8 files back), one call with
+# carry [".whl"] and timeout_s 600 runs all three (on an H200 in 2026-12, hf took 3.2 min and
+# grpo 1.4 min; serve, then with 20 s clips and the server started after them, was stopped by
+# the 530 s limit of that run during its in-process half):
+#   timeout 560 bash perf/gpu_check.sh --workdir /tmp/gc/work --out /tmp/gc/out/gpu_check.md;
+#   cp /tmp/gc/out/gpu_check.md $OUT/; tar czf $OUT/gpu_check_logs.tgz -C /tmp/gc/out .
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
 DRY_RUN=0
-ONLY=hf,grpo,serve
+ONLY=vision,hf,grpo,serve
 OUT_FILE=${OUT:+$OUT/gpu_check.md}
 OUT_FILE=${OUT_FILE:-gpu_check.md}
 WORKDIR=${TMPDIR:-/tmp}/p2r-gpu-check
@@ -105,6 +115,7 @@ fi
 
 if [ "$DRY_RUN" = 1 ]; then
   DEVICE=cpu; PRESET=(--preset demo); GRPO_PRESET=(--preset demo)
+  VISION_ARGS=(--narrow --videos 1 --frames 4 --repeats 1)
   HF_ARGS=(--items 2 --batch-size 2 --decode-workers 1 --frames 4 --max-new-tokens 2
            --clip-seconds 2)
   GRPO_ARGS=(--steps 1 --repeats 1 --batch 2 --generations 2 --completion-length 4 --frames 2)
@@ -112,10 +123,11 @@ if [ "$DRY_RUN" = 1 ]; then
   DECODE_WORKERS=1
 else
   DEVICE=cuda; PRESET=(--preset 7b); GRPO_PRESET=(--preset 7b --layers "$GRPO_LAYERS")
+  VISION_ARGS=(--videos 8 --frames 32 --repeats 3)
   HF_ARGS=(--items 16 --batch-size 8 --decode-workers 4 --frames 32 --max-new-tokens 64)
-  GRPO_ARGS=(--steps 3 --repeats 1 --batch 4 --generations 4 --completion-length 64
+  GRPO_ARGS=(--steps 5 --repeats 2 --batch 4 --generations 4 --completion-length 64
              --frames 8 --max-pixels 100352 --threads 4)
-  SERVE_ITEMS=32; SERVE_SECONDS=20; CONCURRENCY=16; SERVE_FRAMES=32; SERVE_TOKENS=64
+  SERVE_ITEMS=32; SERVE_SECONDS=10; CONCURRENCY=16; SERVE_FRAMES=32; SERVE_TOKENS=64
   DECODE_WORKERS=4
 fi
 
@@ -145,6 +157,15 @@ checkpoint() {  # folder, random_checkpoint.py arguments...
   [ -f "$folder/config.json" ] && return 0
   rm -rf "$folder"
   "$PY" perf/random_checkpoint.py "$@" --device "$DEVICE" --output "$folder"
+}
+
+check_vision() {
+  if "$PY" perf/bench_vision_windows.py --device "$DEVICE" "${VISION_ARGS[@]}" \
+       --json "$LOGS/gpu_check_vision.json"; then
+    status vision ok
+  else
+    status vision failed
+  fi
 }
 
 check_hf() {
@@ -215,12 +236,13 @@ check_serve() {
   local why port server root="$WORKDIR/serve-data" common
   why=$(serve_missing)
   if [ -n "$why" ]; then status serve "skipped: $why"; return; fi
-  checkpoint "$WORKDIR/model" "${PRESET[@]}" && write_serve_data "$root" "$SERVE_ITEMS" "$SERVE_SECONDS" \
-    || { status serve failed; return; }
+  checkpoint "$WORKDIR/model" "${PRESET[@]}" || { status serve failed; return; }
   port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "$PY" -m p2r_eval.cli serve --model "$WORKDIR/model" --served-model-name bench \
     --device "$DEVICE" --port "$port" --max-batch-size "$CONCURRENCY" &
-  server=$!
+  server=$!  # it loads the model while the clips are written
+  write_serve_data "$root" "$SERVE_ITEMS" "$SERVE_SECONDS" \
+    || { status serve failed; kill "$server"; wait "$server" 2>/dev/null; return; }
   common=(--tasks mvbench --data-root "$root" --frames "$SERVE_FRAMES" --max-new-tokens
           "$SERVE_TOKENS" --decode-workers "$DECODE_WORKERS" --quiet)
   rm -rf "$WORKDIR/served" "$WORKDIR/in-process"
@@ -251,7 +273,8 @@ from pathlib import Path
 
 status_file, logs, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 dry_run = sys.argv[4] == "1"
-GOALS = {"hf": ">= 4x items/s", "grpo": "<= 1.03x step time", "serve": "information"}
+GOALS = {"vision": "same outputs; information", "hf": ">= 4x items/s",
+         "grpo": "<= 1.03x step time", "serve": "information"}
 
 
 def pct(value):
@@ -260,6 +283,17 @@ def pct(value):
 
 def gib(value):
     return "n/a" if value is None else f"{value:.1f} GiB"
+
+
+def vision(s):
+    setting = (f"Qwen2.5-VL-7B's vision tower{' (64 wide)' if s['narrow'] else ''}, random "
+               f"weights, {s['dtype'].removeprefix('torch.')}, SDPA; {s['videos']} videos x "
+               f"{s['frames']} frames of 336x588 in one forward, median of {s['repeats']}")
+    times = s["median_s"]
+    result = (f"grouped windows {times['grouped']:.3f} s vs transformers' per-window loop "
+              f"{times['transformers']:.3f} s = **{s['ratio']:.3f}x**; outputs bit for bit the "
+              f"same: {s['identical']}")
+    return setting, result, None
 
 
 def hf(s):
@@ -300,7 +334,8 @@ for line in status_file.read_text().splitlines():
     name, state = line.split("\t")
     if state == "ok":
         figures = json.loads((logs / f"gpu_check_{name}.json").read_text())
-        setting, result, met = {"hf": hf, "grpo": grpo, "serve": serve}[name](figures)
+        setting, result, met = {"vision": vision, "hf": hf, "grpo": grpo,
+                                "serve": serve}[name](figures)
         verdict = "-" if met is None else "met" if met else "NOT met"
     else:
         setting, result, verdict = f"see gpu_check_{name}.log", state, state.split(":")[0]
@@ -316,11 +351,11 @@ PYTHON
 preflight  # a missing package or GPU stops here, in seconds, not inside a check
 for check in ${ONLY//,/ }; do
   case $check in
-    hf|grpo|serve)
+    vision|hf|grpo|serve)
       echo "== $check (log: $LOGS/gpu_check_$check.log) $(date +%T)" >&2
       "check_$check" > "$LOGS/gpu_check_$check.log" 2>&1 || status "$check" failed
       write_table ;;  # after each check, so a run stopped at its time limit keeps the rows
-    *) echo "gpu_check.sh: unknown check $check (hf, grpo, serve)" >&2; exit 2 ;;
+    *) echo "gpu_check.sh: unknown check $check (vision, hf, grpo, serve)" >&2; exit 2 ;;
   esac
 done
 cat "$OUT_FILE"

@@ -44,6 +44,7 @@ import torch
 from p2r_eval.core.request import Request
 from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.models.video_fast_path import PROCESSOR_KWARGS, VideoFastPath
+from p2r_eval.models.vision_windows import group_window_attention
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +399,7 @@ class HFBackend:
         self.stop_tokens = stop_tokens(self.model.generation_config, self.processor.tokenizer)
         self.suppressed_token_ids = self._multimodal_token_ids()
         self.video_fast_path = VideoFastPath.of(self.processor)
+        self.grouped_attention_modules = group_window_attention(self.model)
 
     def decoding(self) -> DecodingSettings:
         return self._decoding

@@ -26,11 +26,13 @@ def test_dry_run_writes_every_checks_row(tmp_path: Path) -> None:
     rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
             for line in table.read_text().splitlines()
             if line.startswith("| ") and not line.startswith("| check")}
-    assert list(rows) == ["hf", "grpo", "serve"]
+    assert list(rows) == ["vision", "hf", "grpo", "serve"]
     logs = table.parent
-    for name in ("hf", "grpo"):
+    for name in ("vision", "hf", "grpo"):
         assert rows[name][3].startswith("dry run: "), rows[name]
         assert "failed" not in rows[name][3], (logs / f"gpu_check_{name}.log").read_text()
+    vision = json.loads((logs / "gpu_check_vision.json").read_text())
+    assert vision["identical"] and vision["narrow"] and vision["median_s"]["grouped"] > 0
     hf = json.loads((logs / "gpu_check_hf.json").read_text())
     assert (hf["items"], hf["frames"], hf["batch_size"]) == (2, 4, 2)
     assert hf["items_per_s"]["p2r"] > 0 and hf["items_per_s"]["one at a time"] > 0
