@@ -15,6 +15,8 @@ then scattered back into place. Each window still attends to itself alone, with 
 scale and no mask: the same computation, batched (tests/models/test_vision_windows.py checks
 the vision tower's output against transformers' own loop).
 
+The hf backend and the trainers (SFT, PA-GRPO's policy and reference) call
+:func:`group_window_attention` on the models they load; gradients are transformers' own too.
 Only the exact class ``Qwen2_5_VLVisionAttention`` with the ``sdpa`` implementation is
 changed; FlashAttention-2 and eager attention, and every other model, run as transformers
 wrote them.
@@ -96,3 +98,9 @@ def group_window_attention(model: torch.nn.Module) -> int:
             module.forward = MethodType(grouped_attention_forward, module)  # type: ignore[method-assign]
             changed += 1
     return changed
+
+
+def grouped_attention_modules(model: torch.nn.Module) -> int:
+    """How many of ``model``'s attention modules run :func:`grouped_attention_forward`."""
+    return sum(getattr(getattr(module, "forward", None), "__func__", None)
+               is grouped_attention_forward for module in model.modules())

@@ -16,7 +16,11 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from p2r_eval.core.request import Request
 from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.hf import HFBackend
-from p2r_eval.models.vision_windows import group_window_attention, window_groups
+from p2r_eval.models.vision_windows import (
+    group_window_attention,
+    grouped_attention_modules,
+    window_groups,
+)
 
 PATCH_VALUES = 3 * 2 * 14 * 14
 """Values per patch row: 3 channels, 2 frames (temporal patch), 14x14 pixels."""
@@ -54,8 +58,32 @@ def test_grouped_windows_give_the_per_window_loops_output(dtype: torch.dtype) ->
     pixels = torch.randn(int(GRIDS.prod(-1).sum()), PATCH_VALUES, dtype=dtype)
     own = tower_output(tower, pixels, GRIDS)
     assert group_window_attention(tower) == 4
+    assert grouped_attention_modules(tower) == 4
     grouped = tower_output(tower, pixels, GRIDS)
     assert torch.equal(grouped, own)
+
+
+def output_and_gradients(tower: torch.nn.Module, pixels: torch.Tensor
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    tower.zero_grad()
+    output = tower(pixels, grid_thw=GRIDS)
+    output = output if isinstance(output, torch.Tensor) else output[0]
+    (output.float() ** 2).sum().backward()
+    return output.detach(), [p.grad.clone() for p in tower.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grouped_windows_give_the_same_gradients(dtype: torch.dtype) -> None:
+    """Training (SFT, PA-GRPO) runs the grouped windows too: the same backward pass."""
+    tower = vision_tower("sdpa", dtype).train()
+    pixels = torch.randn(int(GRIDS.prod(-1).sum()), PATCH_VALUES, dtype=dtype)
+    own_output, own_gradients = output_and_gradients(tower, pixels)
+    group_window_attention(tower)
+    output, gradients = output_and_gradients(tower, pixels)
+    assert torch.equal(output, own_output)
+    assert len(gradients) == len(own_gradients) > 0
+    assert all(torch.equal(ours, theirs) for ours, theirs in zip(gradients, own_gradients,
+                                                                 strict=True))
 
 
 def test_the_windows_matter_in_this_check() -> None:
@@ -74,7 +102,9 @@ def test_windows_are_grouped_by_length_in_order() -> None:
 
 
 def test_eager_attention_is_left_as_transformers_wrote_it() -> None:
-    assert group_window_attention(vision_tower("eager", torch.float32)) == 0
+    tower = vision_tower("eager", torch.float32)
+    assert group_window_attention(tower) == 0
+    assert grouped_attention_modules(tower) == 0
 
 
 def test_the_hf_backend_groups_the_demo_models_windows_with_the_same_answers(
@@ -82,6 +112,7 @@ def test_the_hf_backend_groups_the_demo_models_windows_with_the_same_answers(
     backend = HFBackend(model_dir, decoding=DecodingSettings(max_new_tokens=8),
                         max_pixels=80_000)
     assert backend.grouped_attention_modules == backend.model.config.vision_config.depth
+    assert grouped_attention_modules(backend.model) == backend.grouped_attention_modules
     frames = np.random.default_rng(0).integers(0, 256, (8, 360, 640, 3), dtype=np.uint8)
     request = Request("t", "v", "What happens?", frames=frames, fps=2.0)
     grouped = backend.generate_counted([request])

@@ -114,6 +114,15 @@ def test_frozen_vision_tower_encodes_once_per_prompt_per_step(model_dir, rows, t
     assert calls.videos == [2, 2]
 
 
+def test_policy_and_reference_attend_vision_windows_grouped(model_dir, rows, tmp_path):
+    from p2r_eval.models.vision_windows import grouped_attention_modules
+
+    trainer = make_trainer(model_dir, rows, tmp_path / "windows", max_steps=1, beta=0.04)
+    depth = trainer.model.config.vision_config.depth
+    assert grouped_attention_modules(trainer.model) == depth
+    assert grouped_attention_modules(trainer.ref_model) == depth
+
+
 def test_placeholders_are_suppressed_in_sampling(model_dir, rows, tmp_path):
     trainer = make_trainer(model_dir, rows, tmp_path / "suppress", max_steps=1)
     assert set(placeholder_token_ids(trainer.model.config)) <= set(

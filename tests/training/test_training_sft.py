@@ -14,6 +14,7 @@ from training_support import TEST_POLICY, cot_record, write_clips
 
 from p2r_eval.media.video import sample_frames
 from p2r_eval.models import DecodingSettings, Request, load_backend
+from p2r_eval.models.vision_windows import grouped_attention_modules
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,8 @@ def test_two_steps_on_a_repeated_batch_lower_the_loss(model_dir, data_file, tmp_
     rows = sft_rows(json.loads(data_file.read_text()), data_file.parent)
     trainer = build_sft_trainer(str(model_dir), cpu_config(tmp_path / "run"), rows,
                                 policy=TEST_POLICY)
+    # the vision windows attended in one call per window size, in training too
+    assert grouped_attention_modules(trainer.model) == trainer.model.config.vision_config.depth
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 2 and losses[1] < losses[0]

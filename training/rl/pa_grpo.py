@@ -91,6 +91,7 @@ from p2r_eval.core.items import item_from_row
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.video import FramePolicy
 from p2r_eval.models.hf import StopTokens, decode_output
+from p2r_eval.models.vision_windows import group_window_attention
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,9 @@ class PAGRPOTrainer(ResumesThroughFromPretrained, GRPOTrainer):
         self.token_pieces = TokenPieces(self._tokenizer)
         self.stop_tokens = StopTokens(end=frozenset(self.eos_token_ids),
                                       pad=self._tokenizer.pad_token_id)
+        for model_to_run in (self.model, self.ref_model):  # the policy, and the reference if any
+            if model_to_run is not None:
+                group_window_attention(model_to_run)
         if freeze_vision:
             freeze_vision_tower(self._policy())
         self.video_rollouts = (

@@ -21,6 +21,7 @@ from trl import SFTConfig, SFTTrainer
 
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.video import FramePolicy
+from p2r_eval.models.vision_windows import group_window_attention
 
 # Settings a video SFT run cannot do without; everything else is the caller's SFTConfig.
 REQUIRED_SFT_SETTINGS: dict[str, Any] = {
@@ -58,9 +59,10 @@ def build_sft_trainer(model: str, config: Any, rows: list[dict[str, Any]], *,
         data_collator=SFTCollator(training_processor(processor, policy), builder),
         callbacks=callbacks,
     )
+    if trainer.model is None:
+        raise RuntimeError(f"SFTTrainer loaded no model from {model}")
+    group_window_attention(trainer.model)
     if freeze_vision:
-        if trainer.model is None:
-            raise RuntimeError(f"SFTTrainer loaded no model from {model}")
         freeze_vision_tower(trainer.model)
     return trainer
 
