@@ -8,10 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
-    Qwen2_5_VisionTransformerPretrainedModel,
-)
 
 from p2r_eval.core.request import Request
 from p2r_eval.models.base import DecodingSettings
@@ -26,10 +22,15 @@ PATCH_VALUES = 3 * 2 * 14 * 14
 """Values per patch row: 3 channels, 2 frames (temporal patch), 14x14 pixels."""
 
 
-def vision_tower(attn_implementation: str, dtype: torch.dtype
-                 ) -> Qwen2_5_VisionTransformerPretrainedModel:
+def vision_tower(attn_implementation: str, dtype: torch.dtype) -> torch.nn.Module:
     """A small Qwen2.5-VL vision tower with the 7B's window layout: 112-pixel windows in
     every block but two full-attention ones."""
+    # imported here: transformers' Qwen2.5-VL imports torchvision, kept out of collection
+    from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VisionTransformerPretrainedModel,
+    )
+
     torch.manual_seed(0)
     config = Qwen2_5_VLVisionConfig(
         depth=4, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
