@@ -221,15 +221,20 @@ for index in range(items):
 (root / "eval_mvbench.json").write_text(json.dumps(records))' "$1" "$2" "$3"
 }
 
-wait_for_server() {  # URL
-  "$PY" -c 'import sys, time, urllib.request
-for _ in range(600):
+wait_for_server() {  # URL, server PID: until it answers, exits, or 300 s have passed
+  "$PY" -c 'import os, sys, time, urllib.request
+url, pid = sys.argv[1], int(sys.argv[2])
+for _ in range(300):
     try:
-        urllib.request.urlopen(sys.argv[1], timeout=2)
+        urllib.request.urlopen(url, timeout=2)
         sys.exit(0)
     except OSError:
         time.sleep(1)
-sys.exit("the server did not answer")' "$1"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit("the server exited before it answered (its output is above)")
+sys.exit("the server did not answer within 300 s")' "$1" "$2"
 }
 
 check_serve() {
@@ -246,7 +251,7 @@ check_serve() {
   common=(--tasks mvbench --data-root "$root" --frames "$SERVE_FRAMES" --max-new-tokens
           "$SERVE_TOKENS" --decode-workers "$DECODE_WORKERS" --quiet)
   rm -rf "$WORKDIR/served" "$WORKDIR/in-process"
-  if wait_for_server "http://127.0.0.1:$port/v1/models" \
+  if wait_for_server "http://127.0.0.1:$port/v1/models" "$server" \
      && "$PY" -m p2r_eval.cli --backend openai --model bench --base-url \
        "http://127.0.0.1:$port/v1" --concurrency "$CONCURRENCY" --response-cache none \
        "${common[@]}" --output "$WORKDIR/served" \
