@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from random_checkpoint import QWEN2_5_VL_7B
 
-from p2r_eval.models.vision_windows import group_window_attention
+from p2r_eval.models.vision_windows import group_window_attention, restore_window_attention
 
 GRID_HEIGHT, GRID_WIDTH = 24, 42
 """Patches per frame side of a 640x360 frame resized to 336x588 (at most 200,704 pixels)."""
@@ -85,8 +85,7 @@ def main() -> int:
         if mode == "grouped":
             group_window_attention(tower)
         else:
-            for module in tower.modules():
-                vars(module).pop("forward", None)
+            restore_window_attention(tower)
 
     times: dict[str, list[float]] = {"transformers": [], "grouped": []}
     outputs: dict[str, torch.Tensor] = {}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check the issues ask for, in one script, with a markdown table of the results.
 #
-#   bash perf/gpu_check.sh                      # on a GPU machine: all checks (8-9 min)
+#   bash perf/gpu_check.sh                      # on a GPU machine: all checks (timing below)
 #   bash perf/gpu_check.sh --only hf            # some of them: vision, hf, grpo, serve (commas)
 #   bash perf/gpu_check.sh --dry-run            # the same path on a CPU with the tiny config
 #   bash perf/gpu_check.sh --fetch-wheels       # on a machine with PyPI: the wheels a GPU
@@ -39,7 +39,7 @@
 # everything the checks use and stops in seconds if something is missing. The table is
 # rewritten after each check, so a run stopped at a time limit keeps the rows it finished.
 # With the device tool (one command at most 10 minutes, at most 8 files back), one call with
-# carry [".whl"] and timeout_s 600 runs all three (on an H200 in 2026-12, hf took 3.2 min and
+# carry [".whl"] and timeout_s 600 runs all four (on an H200 in 2026-12, hf took 3.2 min and
 # grpo 1.4 min; serve, then with 20 s clips and the server started after them, was stopped by
 # the 530 s limit of that run during its in-process half):
 #   timeout 560 bash perf/gpu_check.sh --workdir /tmp/gc/work --out /tmp/gc/out/gpu_check.md;

@@ -399,7 +399,7 @@ class HFBackend:
         self.stop_tokens = stop_tokens(self.model.generation_config, self.processor.tokenizer)
         self.suppressed_token_ids = self._multimodal_token_ids()
         self.video_fast_path = VideoFastPath.of(self.processor)
-        self.grouped_attention_modules = group_window_attention(self.model)
+        group_window_attention(self.model)
 
     def decoding(self) -> DecodingSettings:
         return self._decoding

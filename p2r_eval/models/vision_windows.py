@@ -100,7 +100,17 @@ def group_window_attention(model: torch.nn.Module) -> int:
     return changed
 
 
+def restore_window_attention(model: torch.nn.Module) -> int:
+    """Give back transformers' own forward (one call per window) to every attention module of
+    ``model`` that :func:`group_window_attention` changed; how many."""
+    grouped = [module for module in model.modules()
+               if getattr(module.forward, "__func__", None) is grouped_attention_forward]
+    for module in grouped:
+        del module.forward  # the instance's bound method: the class's forward shows through
+    return len(grouped)
+
+
 def grouped_attention_modules(model: torch.nn.Module) -> int:
     """How many of ``model``'s attention modules run :func:`grouped_attention_forward`."""
-    return sum(getattr(getattr(module, "forward", None), "__func__", None)
-               is grouped_attention_forward for module in model.modules())
+    return sum(getattr(module.forward, "__func__", None) is grouped_attention_forward
+               for module in model.modules())

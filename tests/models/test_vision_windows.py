@@ -15,6 +15,7 @@ from p2r_eval.models.hf import HFBackend
 from p2r_eval.models.vision_windows import (
     group_window_attention,
     grouped_attention_modules,
+    restore_window_attention,
     window_groups,
 )
 
@@ -112,11 +113,11 @@ def test_the_hf_backend_groups_the_demo_models_windows_with_the_same_answers(
         model_dir: Path) -> None:
     backend = HFBackend(model_dir, decoding=DecodingSettings(max_new_tokens=8),
                         max_pixels=80_000)
-    assert backend.grouped_attention_modules == backend.model.config.vision_config.depth
-    assert grouped_attention_modules(backend.model) == backend.grouped_attention_modules
+    depth = backend.model.config.vision_config.depth
+    assert grouped_attention_modules(backend.model) == depth
     frames = np.random.default_rng(0).integers(0, 256, (8, 360, 640, 3), dtype=np.uint8)
     request = Request("t", "v", "What happens?", frames=frames, fps=2.0)
     grouped = backend.generate_counted([request])
-    for module in backend.model.modules():
-        vars(module).pop("forward", None)  # back to the class's own forward
+    assert restore_window_attention(backend.model) == depth
+    assert grouped_attention_modules(backend.model) == 0
     assert backend.generate_counted([request]) == grouped
