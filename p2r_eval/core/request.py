@@ -15,7 +15,9 @@ class Request:
 
     ``frames`` is a uint8 array (T, H, W, 3) of already sampled video frames; ``fps`` the
     rate those frames represent (used by Qwen2.5-VL's temporal position ids); ``image`` a
-    uint8 array (H, W, 3). ``system`` is an optional system prompt.
+    uint8 array (H, W, 3). ``system`` is an optional system prompt. ``presized_from``: the
+    (height, width) the frames were decoded at, when they were resized after decoding to the
+    size the model's processor gives them (``FramePolicy.processor_size``); None otherwise.
     """
 
     task: str
@@ -26,3 +28,4 @@ class Request:
     image: np.ndarray | None = None
     system: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    presized_from: tuple[int, int] | None = None

@@ -63,7 +63,7 @@ from p2r_eval.media.requests import (
     grouped_by_video,
     prefetch_requests,
 )
-from p2r_eval.media.video import FramePolicy
+from p2r_eval.media.video import FramePolicy, ProcessorFrameSize
 from p2r_eval.models import REPLAY_PREFIX, replay_file
 from p2r_eval.models.base import Backend, DecodingSettings
 from p2r_eval.report.analysis import ProcessAnalysis, analyze_samples, render_analysis_table
@@ -244,10 +244,13 @@ def judge_pending(items: Sequence[Item], finished: dict[str, Sample]) -> list[It
     return [item for item in items if item.id in finished and awaits_judge(finished[item.id])]
 
 
-def request_builder(settings: EvalSettings, needs_media: bool) -> RequestBuilder:
-    """How a run's items become requests, for a backend that does or does not take media."""
-    return RequestBuilder(settings.prompt_style, settings.frame_policy, needs_media,
-                          settings.frame_cache, settings.decode_timeout_s)
+def request_builder(settings: EvalSettings, needs_media: bool,
+                    frame_size: ProcessorFrameSize | None = None) -> RequestBuilder:
+    """How a run's items become requests, for a backend that does or does not take media,
+    with its processor's ``frame_size`` where frames can be resized to it after decoding."""
+    policy = settings.frame_policy.resized_where_decoded(frame_size)
+    return RequestBuilder(settings.prompt_style, policy, needs_media, settings.frame_cache,
+                          settings.decode_timeout_s)
 
 
 def prefetch_depth(settings: EvalSettings) -> int:
@@ -308,7 +311,7 @@ def evaluate_task(
                    for item in judge_pending(items, finished)]
         for start in range(0, len(pending), JUDGE_PENDING_CHUNK):
             writer.write_outputs(pending[start : start + JUDGE_PENDING_CHUNK])
-    builder = request_builder(settings, backend.needs_media)
+    builder = request_builder(settings, backend.needs_media, backend.frame_size)
     stream = prefetch_requests(todo, builder, workers=settings.decode_workers,
                                depth=prefetch_depth(settings), pool=decode_pool)
     for batch in batched(stream, settings.batch_size):

@@ -91,6 +91,7 @@ class FrameCache:
             "policy_key": policy.key(),
             "content_sha256": self.content_hash(video),
             "shape": list(sampled.frames.shape),
+            "decoded_size": None if sampled.decoded_size is None else list(sampled.decoded_size),
         }
         write_atomically(frames_path, _npy_bytes(sampled.frames))
         write_atomically(meta_path, json.dumps(meta).encode())
@@ -129,7 +130,19 @@ def checked_entry(
         sample_fps=meta["sample_fps"],
         source_fps=meta["source_fps"],
         total_frames=meta["total_frames"],
+        decoded_size=_decoded_size(meta, policy),
     )
+
+
+def _decoded_size(meta: dict[str, Any], policy: FramePolicy) -> tuple[int, int] | None:
+    """The entry's decoded frame size; None in an entry written before it was recorded, which
+    cannot be one of frames resized to a processor's size (those always record it)."""
+    size = meta.get("decoded_size")
+    if size is None and policy.processor_size is None:
+        return None
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        raise DamagedEntry("metadata field 'decoded_size' is not a height and a width")
+    return size[0], size[1]
 
 
 def _int_list(meta: dict[str, Any], key: str) -> list[int]:

@@ -71,13 +71,23 @@ class RequestBuilder:
             sampled = self.sample(media, item.media_type, item.frame_folder_fps)
         except (VideoError, OSError) as error:
             raise MediaError(f"{item.task}/{item.id}: {error}") from error
-        return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps)
+        presized = (self.policy.processor_size is not None
+                    and sampled.frames.shape[1:3] != sampled.decoded_size)
+        return Request(item.task, item.id, prompt, frames=sampled.frames, fps=sampled.sample_fps,
+                       presized_from=sampled.decoded_size if presized else None)
 
     def sharing(self, item: Item, leader: Request) -> Request:
         """``item``'s request with the frames of ``leader``, the request of an item on the
         same video (see :func:`shared_media_key`)."""
         return Request(item.task, item.id, build_prompt(item, self.prompt_style),
-                       frames=leader.frames, fps=leader.fps)
+                       frames=leader.frames, fps=leader.fps, presized_from=leader.presized_from)
+
+    def at_decoded_size(self) -> RequestBuilder:
+        """This builder without the resize to the processor's size after decoding: its
+        requests hold frames at their decoded size, which the processor resizes itself to the
+        same inputs (what the decode workers build before the model, and so its processor,
+        is loaded)."""
+        return dataclasses.replace(self, policy=self.policy.resized_where_decoded(None))
 
     def sample(self, media: Path, media_type: str,
                frame_folder_fps: float | None = None) -> SampledFrames:
@@ -362,7 +372,7 @@ class DecodePool:
         early if there is one, else a new one. The first call ends the early start."""
         with self._early_lock:
             self._early_plan.clear()
-            early = self._early.pop((builder, item.task, item.id), None)
+            early = self._early.pop((builder.at_decoded_size(), item.task, item.id), None)
         if early is not None:
             return early
         return self._executor.submit(_build_in_worker, builder, item, self._folder)

@@ -7,11 +7,14 @@ n).round()`` computed in float32 like their ``torch.linspace`` (first and last f
 
 Frame size: with ``resize="qwen-vl-utils"`` frames are resized right after they are decoded,
 in the decoding process, exactly as qwen-vl-utils' ``fetch_video`` does (its ``smart_resize``
-size, float bicubic with antialias, clamped and rounded). Each decoding thread resizes its
-frames in batches of ``RESIZE_BATCH`` (cheaper per frame than one at a time, and bit-identical)
-and keeps only resized frames, so memory stays bounded on high-resolution video. Otherwise
-frames keep their size and the model's processor resizes them. :mod:`p2r_eval.media.input_policies`
-names the combinations that reproduce Video-R1, VideoRFT and lmms-eval.
+size, float bicubic with antialias, clamped and rounded). With ``resize="processor"`` the
+model's processor resizes them; where the run knows that processor's size rule
+(:class:`ProcessorFrameSize`, Qwen2-VL's video processor) they are resized to its size right
+after decoding too, with the same bicubic, and the processor leaves them as they are. Each
+decoding thread resizes its frames in batches of ``RESIZE_BATCH`` (cheaper per frame than one
+at a time, and bit-identical) and keeps only resized frames, so memory stays bounded on
+high-resolution video. :mod:`p2r_eval.media.input_policies` names the combinations that
+reproduce Video-R1, VideoRFT and lmms-eval.
 
 How frames are decoded (decoder ``"pyav-keyframe"``, the default):
 
@@ -24,8 +27,8 @@ How frames are decoded (decoder ``"pyav-keyframe"``, the default):
 2. Walk the wanted indices in increasing order. Seek only when the keyframe that precedes the
    next wanted frame lies after the next frame to decode; otherwise decode on. Frames are
    identified by their pts, so a seek that lands early only costs time, never correctness.
-3. Only wanted frames are converted to RGB (``to_ndarray(format="rgb24")``), so the result is
-   pixel-identical to a full sequential decode.
+3. Only wanted frames are converted to RGB (``to_ndarray(format="rgb24")``'s conversion, by one
+   converter per decoding thread), so the result is pixel-identical to a full sequential decode.
 
 ``"pyav-sequential"`` decodes from the start without seeking (a reference and a fallback for
 files whose seeking misbehaves). Files without packet timestamps are always decoded
@@ -51,13 +54,14 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image, UnidentifiedImageError
 
 DECODERS = ("pyav-keyframe", "pyav-sequential")
@@ -119,6 +123,53 @@ class VideoTimeoutError(VideoError):
 
 
 @dataclass(frozen=True)
+class ProcessorFrameSize:
+    """The size transformers' Qwen2-VL video processor (``Qwen2VLVideoProcessor``, Qwen2.5-VL's
+    too) resizes a video's frames to, from that processor's settings: frames resized to it
+    right after decoding (:func:`resize_frames_as_processor`, the processor's own bicubic)
+    are left as they are by the processor, which resizes only frames of another size.
+
+    ``factor``: patch size times merge size (sides are multiples of it); ``min_pixels`` and
+    ``max_pixels``: its ``size`` bounds. ``video_pixel_budget``: with its
+    ``cap_pixels_per_frame``, the pixels a whole video may have (each ``temporal_factor``
+    frames share an even part of them, never below ``1.05 * min_pixels`` per frame); None
+    without that cap. :mod:`p2r_eval.models.frame_size` reads these from a loaded processor
+    and checks every item's size against the processor's own.
+    """
+
+    factor: int
+    min_pixels: int
+    max_pixels: int
+    video_pixel_budget: int | None = None
+    temporal_factor: int = FRAME_FACTOR
+
+    def size(self, height: int, width: int, frame_count: int) -> tuple[int, int]:
+        """(height, width) the processor gives ``frame_count`` frames of ``height`` x
+        ``width``; ValueError for an aspect ratio over 200 (the processor refuses it)."""
+        cap = self.max_pixels
+        if self.video_pixel_budget is not None:
+            share = self.video_pixel_budget * self.temporal_factor // frame_count
+            cap = max(min(cap, share), int(self.min_pixels * 1.05))
+        return processor_smart_resize(height, width, factor=self.factor,
+                                      min_pixels=self.min_pixels, max_pixels=cap)
+
+    def presize(self, height: int, width: int, frame_count: int) -> tuple[int, int] | None:
+        """The size to resize frames of ``height`` x ``width`` to after decoding; None where
+        the processor would resize frames of that size again (growing to ``min_pixels`` can
+        overshoot ``max_pixels``), so that they are left to it, and where they are at that
+        size already."""
+        target = self.size(height, width, frame_count)
+        if target == (height, width) or self.size(*target, frame_count) != target:
+            return None
+        return target
+
+    def key(self) -> str:
+        return (f"factor={self.factor},min_pixels={self.min_pixels},"
+                f"max_pixels={self.max_pixels},video_pixel_budget={self.video_pixel_budget},"
+                f"temporal_factor={self.temporal_factor}")
+
+
+@dataclass(frozen=True)
 class FramePolicy:
     """How many frames to take from a video, and how they are decoded; recorded with results.
 
@@ -134,10 +185,16 @@ class FramePolicy:
     qwen-vl-utils as ``nframes``). Never more frames than the video has; a video of one frame
     is refused, as qwen-vl-utils refuses it.
 
-    ``resize="processor"``: frames keep their size; ``max_pixels`` is what the model's
-    processor is told (Qwen's smart_resize). ``resize="qwen-vl-utils"``: frames are resized
-    after decoding as qwen-vl-utils does (:meth:`resized_size`), between ``min_pixels`` and
-    ``max_pixels``. ``input_policy`` names the policy (:mod:`p2r_eval.media.input_policies`).
+    ``resize="processor"``: ``max_pixels`` is what the model's processor is told (Qwen's
+    smart_resize); frames keep their size, or with ``processor_size`` are resized after
+    decoding to the size that processor gives them. ``resize="qwen-vl-utils"``: frames are
+    resized after decoding as qwen-vl-utils does (:meth:`resized_size`), between
+    ``min_pixels`` and ``max_pixels``. ``input_policy`` names the policy
+    (:mod:`p2r_eval.media.input_policies`).
+
+    ``processor_size`` is where the run resizes, not what the model sees (the same inputs
+    either way): it is part of :meth:`key` (cached frames differ) but not of :meth:`as_dict`
+    (what results record).
     """
 
     num_frames: int = 32
@@ -150,6 +207,7 @@ class FramePolicy:
     count_rule: str = "p2r"
     resize: str = "processor"
     min_pixels: int | None = None
+    processor_size: ProcessorFrameSize | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -172,9 +230,25 @@ class FramePolicy:
         ):
             raise ValueError(f"resize='qwen-vl-utils' needs 1 <= min_pixels <= max_pixels, got "
                              f"{self.min_pixels}, {self.max_pixels}")
+        if self.processor_size is not None and self.resize != "processor":
+            raise ValueError(f"processor_size applies to resize='processor', not {self.resize!r}")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        del record["processor_size"]
+        return record
+
+    def resized_where_decoded(self, size: ProcessorFrameSize | None) -> FramePolicy:
+        """This policy with frames resized after decoding to the processor's ``size`` (None:
+        kept at their decoded size for the processor); a named policy, which resizes them
+        its own way, as it is."""
+        if self.resize != "processor":
+            return self
+        return replace(self, processor_size=size)
+
+    @property
+    def resizes_after_decoding(self) -> bool:
+        return self.resize != "processor" or self.processor_size is not None
 
     def key(self) -> str:
         """A stable string naming this policy (for cache keys and result records)."""
@@ -183,6 +257,8 @@ class FramePolicy:
         else:
             count = f"fps={self.fps:g},min={self.min_frames},max={self.max_frames}"
         key = f"{count};max_pixels={self.max_pixels};decoder={self.decoder}"
+        if self.processor_size is not None:
+            key = f"{key};processor_size={self.processor_size.key()}"
         if (self.count_rule, self.resize) == ("p2r", "processor"):
             return key
         return (f"{key};policy={self.input_policy};count_rule={self.count_rule};"
@@ -219,7 +295,9 @@ class FramePolicy:
         video's pixel budget per two frames and raised to ``1.05 * min_pixels``; then
         ``smart_resize`` (sides multiples of 28, aspect ratio kept, pixels in range)."""
         if self.resize == "processor":
-            return None
+            if self.processor_size is None:
+                return None
+            return self.processor_size.presize(height, width, frame_count)
         assert self.min_pixels is not None
         budget = QWEN_TOTAL_PIXELS / frame_count * FRAME_FACTOR
         cap = max(min(self.max_pixels, budget), int(self.min_pixels * 1.05))
@@ -262,6 +340,27 @@ def smart_resize(
     return new_height, new_width
 
 
+def processor_smart_resize(
+    height: int, width: int, *, factor: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """transformers' smart_resize (Qwen2-VL's processors), which differs from
+    :func:`smart_resize` (qwen-vl-utils') at the edges: a side rounded to 0 is not raised to
+    ``factor`` before the pixel bounds are checked, and a shrunk side is."""
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio over {MAX_ASPECT_RATIO}: {width}x{height}")
+    new_height = round(height / factor) * factor
+    new_width = round(width / factor) * factor
+    if new_height * new_width > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        new_height = max(factor, _floor_by(height / beta, factor))
+        new_width = max(factor, _floor_by(width / beta, factor))
+    elif new_height * new_width < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        new_height = _ceil_by(height * beta, factor)
+        new_width = _ceil_by(width * beta, factor)
+    return new_height, new_width
+
+
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """RGB frames (T, H, W, 3) resized to ``size`` (height, width) as qwen-vl-utils resizes
     (torchvision's tensor ``resize``, BICUBIC with antialias): float32 bicubic interpolation
@@ -275,6 +374,21 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         antialias=True,
     )
     resized = torch.round(resized.clamp(min=0, max=255)).to(torch.uint8)
+    return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())
+
+
+def resize_frames_as_processor(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB frames (T, H, W, 3) resized to ``size`` (height, width) as transformers' video
+    processors resize them on the CPU (torchvision's v2 ``resize`` of a uint8 tensor: BICUBIC
+    with antialias computed on the uint8 values themselves, which differs from
+    :func:`resize_frames`' float computation). Each frame's result does not depend on the
+    others in the batch."""
+    import torch
+
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(
+        video, size=list(size), mode="bicubic", align_corners=False, antialias=True
+    )
     return np.ascontiguousarray(resized.permute(0, 2, 3, 1).numpy())
 
 
@@ -294,6 +408,9 @@ class SampledFrames:
     sample_fps: float
     source_fps: float
     total_frames: int
+    decoded_size: tuple[int, int] | None = None
+    """(height, width) of the frames as decoded, before any resize (None: not recorded, in a
+    frame cache entry written before it was)."""
 
 
 def uniform_indices(total: int, n: int) -> list[int]:
@@ -349,12 +466,13 @@ def _sample(
     duration_s = index.total / index.source_fps
     indices = uniform_indices(index.total, _frame_count(path, policy, index.total, duration_s))
     seek = policy.decoder == "pyav-keyframe" and index.timestamps is not None
-    convert = None if policy.resize == "processor" else _FrameResizer(path, policy, len(indices))
+    convert = _FrameResizer(path, policy, len(indices)) if policy.resizes_after_decoding else None
     decoded = _decode_wanted(path, index, sorted(set(indices)), seek=seek, deadline=deadline,
                              convert=convert)
     shapes = {source_shape for source_shape, _ in decoded.values()}
     if len(shapes) > 1:
         raise VideoUnreadableError(path, f"frame size changes within the video: {sorted(shapes)}")
+    (source_shape,) = shapes
     return SampledFrames(
         frames=np.stack([decoded[i][1] for i in indices]),
         indices=tuple(indices),
@@ -362,6 +480,7 @@ def _sample(
         sample_fps=len(indices) / index.total * index.source_fps,
         source_fps=index.source_fps,
         total_frames=index.total,
+        decoded_size=(source_shape[0], source_shape[1]),
     )
 
 
@@ -403,6 +522,7 @@ def load_frame_folder(
         raise VideoUnreadableError(folder, f"frames differ in size: {sorted(shapes)}")
     order = sorted(loaded)
     resized = dict(zip(order, convert(np.stack([loaded[i] for i in order])), strict=True))
+    (source_shape,) = shapes
     return SampledFrames(
         frames=np.stack([resized[i] for i in indices]),
         indices=tuple(indices),
@@ -410,6 +530,7 @@ def load_frame_folder(
         sample_fps=len(indices) / total * source_fps,
         source_fps=source_fps,
         total_frames=total,
+        decoded_size=(source_shape[0], source_shape[1]),
     )
 
 
@@ -436,6 +557,8 @@ class _FrameResizer:
             raise VideoUnreadableError(self.path, str(error)) from error
         if size is None:
             return frames
+        if self.policy.processor_size is not None:
+            return resize_frames_as_processor(frames, size)
         return resize_frames(frames, size)
 
 
@@ -627,6 +750,9 @@ class _FrameWalker:
     def __init__(self, path: Path, index: _FrameIndex, deadline: float | None) -> None:
         self.path, self.index, self.deadline = path, index, deadline
         self.container, self.stream = _open_video(path)
+        # One converter for every frame: ``frame.to_ndarray(format=...)`` makes a new one, and
+        # its own scaling context, for each frame (about half the cost of converting a frame).
+        self.reformatter = VideoReformatter()
         self.rank_of = index.rank_of
         self.position = -1
         self.expected = 0
@@ -644,6 +770,10 @@ class _FrameWalker:
 
     def frames(self) -> Iterator[tuple[int, av.VideoFrame]]:
         return self._frames
+
+    def rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """``frame`` as RGB (H, W, 3): the pixels of ``frame.to_ndarray(format="rgb24")``."""
+        return self.reformatter.reformat(frame, format="rgb24").to_ndarray()
 
     def _decode(self) -> Iterator[tuple[int, av.VideoFrame]]:
         try:
@@ -811,7 +941,7 @@ def _decode_until(
             return False
         after_seek = False
         if rank == target:
-            decoded.add(rank, frame.to_ndarray(format="rgb24"))
+            decoded.add(rank, walker.rgb(frame))
             return True
         if rank > target:
             return True

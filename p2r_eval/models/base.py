@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from p2r_eval.core.request import Request
+
+if TYPE_CHECKING:
+    from p2r_eval.media.video import ProcessorFrameSize
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,14 @@ class DecodingSettings:
 
 
 class Backend(Protocol):
-    """A model backend. ``needs_media`` is False for backends that replay stored outputs."""
+    """A model backend. ``needs_media`` is False for backends that replay stored outputs.
+    ``frame_size``: the size its processor gives video frames, where frames can be resized to
+    it right after decoding (:mod:`p2r_eval.models.frame_size`); None where they are given at
+    their decoded size."""
 
     name: str
     needs_media: bool
+    frame_size: ProcessorFrameSize | None
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the model: path, config hash, weights hash, dtype, device."""

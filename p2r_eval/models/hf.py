@@ -8,7 +8,9 @@ Decisions that affect outputs:
 
 - Video frames arrive already sampled (:func:`p2r_eval.media.video.sample_frames`), and under a
   named input policy already resized (:mod:`p2r_eval.media.input_policies`; the processor keeps
-  the checkpoint's own bounds, which leave that size as it is); the video processor is told not to
+  the checkpoint's own bounds, which leave that size as it is); under the uniform policy,
+  resized after decoding to the processor's own size where p2r knows its rule
+  (:mod:`p2r_eval.models.frame_size`, checked item by item); the video processor is told not to
   sample again (``do_sample_frames=False``) and gets each video's metadata, so models with
   temporal position ids (Qwen2.5-VL) see the real frame rate.
 - Decoding is determined by :class:`DecodingSettings`: the checkpoint's own defaults that
@@ -43,6 +45,7 @@ import torch
 
 from p2r_eval.core.request import Request
 from p2r_eval.models.base import BackendError, DecodingSettings
+from p2r_eval.models.frame_size import check_presized, decoding_frame_size
 from p2r_eval.models.video_fast_path import PROCESSOR_KWARGS, VideoFastPath
 from p2r_eval.models.vision_windows import group_window_attention
 
@@ -399,6 +402,7 @@ class HFBackend:
         self.stop_tokens = stop_tokens(self.model.generation_config, self.processor.tokenizer)
         self.suppressed_token_ids = self._multimodal_token_ids()
         self.video_fast_path = VideoFastPath.of(self.processor)
+        self.frame_size = decoding_frame_size(self.processor)
         group_window_attention(self.model)
 
     def decoding(self) -> DecodingSettings:
@@ -440,6 +444,7 @@ class HFBackend:
         has one: the same floats, faster)."""
         for request in requests:
             check_media(request)
+            check_presized(self.processor, request)
         texts = [prompt_text(self.processor, request) for request in requests]
         images = [request.image for request in requests if request.image is not None]
         videos: list[Any] = [r.frames for r in requests if r.frames is not None]
@@ -489,6 +494,7 @@ class HFBackend:
         other.max_pixels = applicable_max_pixels(other.processor, max_pixels, self.model_path)
         if other.max_pixels is not None:
             limit_pixels(other.processor, other.max_pixels)
+        other.frame_size = decoding_frame_size(other.processor)
         return other
 
     def generate(self, requests: Sequence[Request]) -> list[str]:

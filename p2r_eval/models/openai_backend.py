@@ -43,7 +43,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -62,6 +62,9 @@ from p2r_eval.judge.usage import UsageCounter
 from p2r_eval.models.base import BackendError, DecodingSettings
 from p2r_eval.models.endpoint import EndpointSettings
 from p2r_eval.models.hf import check_media, video_fps
+
+if TYPE_CHECKING:
+    from p2r_eval.media.video import ProcessorFrameSize
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +257,7 @@ class OpenAIBackend:
 
     name = "openai"
     needs_media = True
+    frame_size: ProcessorFrameSize | None = None  # frames go at their decoded size
 
     def __init__(
         self,

@@ -12,11 +12,14 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2r_eval.core.jsonio import jsonl_lines, parse_json
 from p2r_eval.core.request import Request
 from p2r_eval.models.base import BackendError, DecodingSettings
+
+if TYPE_CHECKING:
+    from p2r_eval.media.video import ProcessorFrameSize
 
 
 class ReplayFileError(BackendError):
@@ -73,6 +76,7 @@ class ReplayBackend:
 
     name = "replay"
     needs_media = False
+    frame_size: ProcessorFrameSize | None = None  # frames go at their decoded size
 
     def __init__(self, path: Path | str, *, decoding: DecodingSettings | None = None) -> None:
         self.path = Path(path)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from p2r_eval.models.hf import (
     video_fps,
     video_metadata,
 )
+
+if TYPE_CHECKING:
+    from p2r_eval.media.video import ProcessorFrameSize
 
 VLLM_INSTALL_HINT = "pip install 'p2r[vllm]'"
 # One image or one video per request: what a Request can carry.
@@ -127,6 +130,7 @@ class VLLMBackend:
 
     name = "vllm"
     needs_media = True
+    frame_size: ProcessorFrameSize | None = None  # frames go at their decoded size
 
     def __init__(
         self,

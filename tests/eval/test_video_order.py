@@ -27,6 +27,7 @@ class AnswersA:
 
     name = "answers-a"
     needs_media = True
+    frame_size = None
 
     def __init__(self) -> None:
         self.shown: list[str] = []

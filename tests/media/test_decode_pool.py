@@ -18,9 +18,12 @@ from p2r_eval.media.requests import (
     SharedFrames,
     prefetch_requests,
 )
-from p2r_eval.media.video import FramePolicy, sample_frames
+from p2r_eval.media.video import FramePolicy, ProcessorFrameSize, sample_frames
 
 BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
+PRESIZING = RequestBuilder("p2r", BUILDER.policy.resized_where_decoded(
+    ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=12_544)))
+"""BUILDER once the model's processor is known: 64x48 frames resized to 56x56 after decoding."""
 
 
 def item(index, media):
@@ -41,6 +44,26 @@ def test_an_item_started_early_is_not_decoded_again(tiny_video, tmp_path):
         assert np.array_equal(request.frames, expected.frames)
         ((_, again),) = prefetch_requests([early], BUILDER, pool=pool)
     assert isinstance(again, MediaError) and "early.mp4" in str(again)
+
+
+def test_a_worker_resizes_frames_to_the_processors_size(tiny_video):
+    with DecodePool(1) as pool:
+        ((_, request),) = prefetch_requests([item(0, tiny_video)], PRESIZING, pool=pool)
+    assert request.frames.shape == (4, 56, 56, 3) and request.presized_from == (48, 64)
+
+
+def test_an_item_started_before_the_processor_was_known_is_used_at_its_decoded_size(
+    tiny_video, tmp_path
+):
+    video = tmp_path / "early.mp4"
+    shutil.copy(tiny_video, video)
+    early, other = item(0, video), item(1, tiny_video)
+    with DecodePool(1) as pool:
+        pool.start_early([early], BUILDER)
+        pool.submit(BUILDER, other).result()
+        video.unlink()  # decoding it again would fail
+        ((_, request),) = prefetch_requests([early], PRESIZING, pool=pool)
+    assert request.frames.shape == (4, 48, 64, 3) and request.presized_from is None
 
 
 def test_a_request_started_with_other_settings_is_not_used(tiny_video, tmp_path):

@@ -1,5 +1,6 @@
 """Requests from items: decoding ahead in worker processes, and the frame cache."""
 
+import json
 import os
 import shutil
 
@@ -7,8 +8,14 @@ import numpy as np
 
 from p2r_eval.core.items import Item
 from p2r_eval.media.frame_cache import FrameCache
+from p2r_eval.media.input_policies import named_frame_policy
 from p2r_eval.media.requests import MediaError, RequestBuilder, prefetch_requests
-from p2r_eval.media.video import FramePolicy, sample_frames
+from p2r_eval.media.video import (
+    FramePolicy,
+    ProcessorFrameSize,
+    resize_frames_as_processor,
+    sample_frames,
+)
 
 POLICY = FramePolicy(num_frames=4)
 
@@ -72,3 +79,39 @@ def test_a_video_over_the_decode_time_budget_is_its_items_error(tiny_video):
     ((_, result),) = prefetch_requests([item(0, tiny_video)], builder)
     assert isinstance(result, MediaError)
     assert tiny_video.name in str(result) and "time budget" in str(result)
+
+
+PRESIZED = POLICY.resized_where_decoded(
+    ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=12_544))
+"""POLICY with the 64x48 frames resized after decoding to a processor's 56x56."""
+
+
+def test_frames_resized_where_decoded_are_the_processors_resize_of_the_decoded_ones(tiny_video):
+    decoded = sample_frames(tiny_video, policy=POLICY)
+    presized = sample_frames(tiny_video, policy=PRESIZED)
+    assert decoded.frames.shape[1:3] == decoded.decoded_size == presized.decoded_size == (48, 64)
+    assert presized.frames.shape[1:3] == (56, 56)
+    assert np.array_equal(presized.frames, resize_frames_as_processor(decoded.frames, (56, 56)))
+    assert presized.indices == decoded.indices
+
+
+def test_resizing_where_decoded_is_cached_apart_and_not_recorded(tiny_video, tmp_path):
+    assert PRESIZED.as_dict() == POLICY.as_dict()
+    assert PRESIZED.key() != POLICY.key()
+    assert named_frame_policy("video-r1").resized_where_decoded(PRESIZED.processor_size) == (
+        named_frame_policy("video-r1"))
+    cache = FrameCache(tmp_path / "cache")
+
+    def sampler(path, policy):
+        return sample_frames(path, policy=policy)
+
+    cache.get_or_sample(tiny_video, POLICY, sampler)
+    stored = cache.get_or_sample(tiny_video, PRESIZED, sampler)
+    assert cache.misses == 2
+    again = cache.get_or_sample(tiny_video, PRESIZED, lambda p, pol: 1 / 0)
+    assert again.decoded_size == (48, 64) and np.array_equal(again.frames, stored.frames)
+    _, meta_path = cache.entry_paths(tiny_video, PRESIZED)
+    meta = json.loads(meta_path.read_text())
+    del meta["decoded_size"]
+    meta_path.write_text(json.dumps(meta))
+    assert cache.load(tiny_video, PRESIZED) is None, "resized frames without their decoded size"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,9 +14,11 @@ from p2r_eval.cli.main import main
 from p2r_eval.core.answer_types import answer_type
 from p2r_eval.core.items import Item
 from p2r_eval.core.prompts import R1_QUESTION_TEMPLATE, build_prompt
+from p2r_eval.media import synthetic_media
 from p2r_eval.media.input_policies import named_frame_policy
 from p2r_eval.media.requests import RequestBuilder
 from p2r_eval.media.saved_inputs import inputs_path, load_model_inputs, save_model_inputs
+from p2r_eval.media.video import FramePolicy
 from p2r_eval.models import BackendError, load_backend
 from p2r_eval.models.base import DecodingSettings
 from p2r_eval.models.hf import HFBackend
@@ -101,3 +104,35 @@ def test_multiple_choice_without_options_keeps_video_r1s_header() -> None:
     expected = R1_QUESTION_TEMPLATE.format(Question=question) + suffix
     assert question == "Which way?Options:\n"
     assert build_prompt(item, "r1") == expected
+
+
+@pytest.mark.slow
+def test_a_uniform_run_resizes_frames_where_it_decodes_with_the_processors_inputs(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """The run's frames are resized to the processor's size once decoded (its frame cache
+    holds them at that size), and its inputs are the processor's own from the decoded frames."""
+    root = tmp_path / "root"
+    root.mkdir()
+    synthetic_media.write_video(root / "clip.mp4", seconds=2, width=640, height=360)
+    record = {"problem_id": 1, "problem": "What moves?", "data_type": "video",
+              "options": ["A. left", "B. right"], "problem_type": "multiple choice",
+              "solution": "<answer>A</answer>", "path": "./clip.mp4"}
+    (root / f"eval_{TASK}.json").write_text(json.dumps([record]))
+    cache, inputs = tmp_path / "frames", tmp_path / "inputs"
+    assert main(["--model", str(model_dir), "--tasks", TASK, "--data-root", str(root),
+                 "--frames", "4", "--max-pixels", "200704", "--max-new-tokens", "2", "--quiet",
+                 "--frame-cache", str(cache), "--save-inputs", str(inputs),
+                 "--output", str(tmp_path / "run")]) == 0
+    (entry,) = (cache / "frames").glob("*.npy")
+    assert np.load(entry).shape == (4, 336, 588, 3)
+    (item,) = load_task(TASK, root).items
+    policy = FramePolicy(num_frames=4, max_pixels=200_704)
+    at_decoded_size = RequestBuilder("p2r", policy)(item)
+    assert at_decoded_size.frames is not None and at_decoded_size.frames.shape[1:3] == (360, 640)
+    backend = HFBackend(model_dir, decoding=DecodingSettings(max_new_tokens=2),
+                        max_pixels=200_704)
+    expected = backend.processor_outputs([at_decoded_size])
+    saved = load_model_inputs(inputs_path(inputs, TASK, item.id))
+    for name, tensor in expected.items():
+        assert torch.equal(saved[name], torch.as_tensor(tensor)), name
