@@ -15,9 +15,10 @@ video questions (default 32) in two ways:
 
 - one at a time: decode the item's video in the main process, then ``generate([request])``,
   item after item: how Video-R1's and lmms-eval's hf paths run (batch 1, decoding between
-  generate calls, the GPU idle meanwhile);
+  generate calls, the GPU idle meanwhile; the processor resizes the frames);
 - p2r: p2r-eval's path: :func:`p2r_eval.media.requests.prefetch_requests` decodes in
-  ``--decode-workers`` worker processes (default 4), ``prefetch_depth`` items ahead, while
+  ``--decode-workers`` worker processes (default 4), which resize the frames to the
+  processor's size (``p2r_eval/models/frame_size.py``), ``prefetch_depth`` items ahead, while
   ``generate`` runs on batches of ``--batch-size`` (default 8) left-padded requests. The
   workers are started once before the timed runs (p2r-eval starts them while the model
   loads), so their start-up is not timed.
@@ -124,11 +125,13 @@ def as_request(item: Item, request: Request | MediaError) -> Request:
 def one_at_a_time(backend: HFBackend, items: Sequence[Item], builder: RequestBuilder,
                   settings: EvalSettings, pool: DecodePool | None, spent: MainThread
                   ) -> list[str]:
-    """Decode inline, then generate a batch of one, item after item."""
+    """Decode inline, then generate a batch of one, item after item; frames at their decoded
+    size, resized by the processor, as the reference paths have them."""
+    at_decoded_size = builder.at_decoded_size()
     outputs: list[str] = []
     for item in items:
         started = time.perf_counter()
-        request = builder(item)
+        request = at_decoded_size(item)
         decoded = time.perf_counter()
         outputs += backend.generate([request])
         spent.media_s += decoded - started
@@ -372,11 +375,11 @@ def main() -> None:
                             frame_policy=FramePolicy(num_frames=args.frames),
                             decoding=DecodingSettings(max_new_tokens=args.max_new_tokens),
                             batch_size=args.batch_size, decode_workers=args.decode_workers)
-    builder = request_builder(settings, needs_media=True)
     print(f"loading {args.model} on {args.device} ...", flush=True)
     backend = load_backend(args.model, decoding=settings.decoding, device=args.device,
                            max_pixels=settings.frame_policy.max_pixels)
     assert isinstance(backend, HFBackend)
+    builder = request_builder(settings, needs_media=True, frame_size=backend.frame_size)
     read_utilization = utilization_reader(backend.device)
     pool = DecodePool(args.decode_workers) if args.decode_workers > 0 else None
     try:
