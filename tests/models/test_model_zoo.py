@@ -105,6 +105,13 @@ def test_pixel_cap_applies_only_where_the_processor_has_one(
     assert stacks_videos(backend.processor) is fixed_size
 
 
+def test_frames_are_resized_where_decoded_only_for_qwen_video_processors(
+    tiny_backend: tuple[str, HFBackend]
+) -> None:
+    architecture, backend = tiny_backend
+    assert (backend.frame_size is None) is (architecture == "llava_onevision")
+
+
 def test_stackable_groups_split_only_by_frame_count() -> None:
     frames = {n: np.zeros((n, 8, 8, 3), dtype=np.uint8) for n in (2, 4)}
     requests = [
