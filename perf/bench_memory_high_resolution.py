@@ -27,12 +27,11 @@ maximum resident set size as the kernel reports it for that process and its chil
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_memory_long_video import peak_rss_run, write_data_root
+from bench_memory_long_video import measured_runs
 from bench_sampler import Clip, ensure_clip
 from tabulate import tabulate
 
@@ -57,27 +56,15 @@ def main() -> None:
     parser.add_argument("--decode-workers", type=int, default=0,
                         help="p2r-eval's --decode-workers (default 0: decoding inline)")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    (args.workdir / "high-resolution").mkdir(parents=True, exist_ok=True)
     videos = {"baseline": ensure_clip(args.workdir, BASELINE),
               "high": ensure_clip(args.workdir, HIGH)}
 
-    rows, peaks = [], {}
-    with tempfile.TemporaryDirectory(prefix="p2r-bench-memory-") as scratch:
-        # The demo model and data are built once, outside the measured runs.
-        warm_root = write_data_root(args.workdir / "root-warm", videos["baseline"])
-        peak_rss_run(p2r_eval_command(warm_root, Path(scratch) / "warm-run", 4, 0),
-                     args.workdir / "warm.log")
-        for name, video in videos.items():
-            root = write_data_root(args.workdir / f"root-hires-{name}", video)
-            output = Path(scratch) / f"{name}-run"
-            peak, wall = peak_rss_run(
-                p2r_eval_command(root, output, args.frames, args.decode_workers),
-                args.workdir / f"hires-{name}.log")
-            results = json.loads((output / "results.json").read_text())
-            if results["tasks"]["mvbench"]["n_errors"]:
-                sys.exit(f"the {name} run recorded an error; see {output}/samples")
-            peaks[name] = peak
-            rows.append([name, video.name, f"{wall:.1f}", f"{peak:.0f}"])
+    measured = measured_runs(videos, args.workdir / "high-resolution", lambda root, output: (
+        p2r_eval_command(root, output, args.frames, args.decode_workers)))
+    peaks = {name: peak for name, (peak, _) in measured.items()}
+    rows = [[name, video.name, f"{measured[name][1]:.1f}", f"{peaks[name]:.0f}"]
+            for name, video in videos.items()]
     print(f"p2r-eval --model demo --frames {args.frames} --max-pixels {MAX_PIXELS} "
           f"--decode-workers {args.decode_workers}, one item\n")
     print(tabulate(rows, headers=["run", "video", "wall s", "peak RSS MB"]))

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -104,6 +105,30 @@ def peak_rss_run(command: list[str], log: Path) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, wall  # ru_maxrss is in KiB on Linux
 
 
+RunCommand = Callable[[Path, Path], list[str]]
+"""The p2r-eval command of a run over a data root, writing to an output folder."""
+
+
+def measured_runs(videos: dict[str, Path], workdir: Path, command: RunCommand
+                  ) -> dict[str, tuple[float, float]]:
+    """Each video's one-item run (name -> peak RSS in MB, wall seconds), after an unmeasured
+    run on the first video that builds the demo model and data once; stops the benchmark
+    where a run recorded an error."""
+    measured = {}
+    with tempfile.TemporaryDirectory(prefix="p2r-bench-memory-") as scratch:
+        first = next(iter(videos.values()))
+        peak_rss_run(command(write_data_root(workdir / "root-warm", first),
+                             Path(scratch) / "warm-run"), workdir / "warm.log")
+        for name, video in videos.items():
+            output, log = Path(scratch) / f"{name}-run", workdir / f"{name}.log"
+            root = write_data_root(workdir / f"root-{name}", video)
+            measured[name] = peak_rss_run(command(root, output), log)
+            results = json.loads((output / "results.json").read_text())
+            if results["tasks"]["mvbench"]["n_errors"]:
+                sys.exit(f"the {name} run recorded an error; see {log}")
+    return measured
+
+
 def p2r_eval_command(data_root: Path, output: Path, frames: int, max_new_tokens: int
                      ) -> list[str]:
     return [sys.executable, "-m", "p2r_eval.cli", "--model", "demo", "--tasks", "mvbench",
@@ -125,25 +150,11 @@ def main() -> None:
     videos = {"baseline": ensure_clip(args.workdir, TINY), "long": long_video}
     long_minutes = 10 if args.quick else 60
 
-    rows, peaks = [], {}
-    with tempfile.TemporaryDirectory(prefix="p2r-bench-memory-") as scratch:
-        # The demo model and data are built once, outside the measured runs.
-        warm_root = write_data_root(args.workdir / "root-warm", videos["baseline"])
-        peak_rss_run(p2r_eval_command(warm_root, Path(scratch) / "warm-run", 4, 1),
-                     args.workdir / "warm.log")
-        for name, video in videos.items():
-            root = write_data_root(args.workdir / f"root-{name}", video)
-            output = Path(scratch) / f"{name}-run"
-            peak, wall = peak_rss_run(
-                p2r_eval_command(root, output, args.frames, args.max_new_tokens),
-                args.workdir / f"{name}.log")
-            results = json.loads((output / "results.json").read_text())
-            errors = results["tasks"]["mvbench"]["n_errors"]
-            if errors:
-                sys.exit(f"the {name} run recorded an error; see {output}/samples")
-            peaks[name] = peak
-            rows.append([name, video.name, f"{video.stat().st_size / 1e6:.0f}", f"{wall:.1f}",
-                         f"{peak:.0f}"])
+    measured = measured_runs(videos, args.workdir, lambda root, output: p2r_eval_command(
+        root, output, args.frames, args.max_new_tokens))
+    peaks = {name: peak for name, (peak, _) in measured.items()}
+    rows = [[name, video.name, f"{video.stat().st_size / 1e6:.0f}", f"{measured[name][1]:.1f}",
+             f"{peaks[name]:.0f}"] for name, video in videos.items()]
     print(f"p2r-eval --model demo --frames {args.frames} --max-new-tokens "
           f"{args.max_new_tokens}, one item, decode inline\n")
     print(tabulate(rows, headers=["run", "video", "video MB", "wall s", "peak RSS MB"]))
