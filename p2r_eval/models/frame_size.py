@@ -3,21 +3,21 @@
 Under the uniform input policy the model's video processor resizes each video's frames. Where
 that processor is transformers' Qwen2-VL video processor (Qwen2-VL and Qwen2.5-VL use it), p2r
 knows its size rule (:class:`p2r_eval.media.video.ProcessorFrameSize`) and its resize (bicubic
-with antialias on the uint8 values, :func:`p2r_eval.media.video.resize_frames_as_processor`), so
-the decoding thread
-resizes each frame right after decoding instead: only resized frames are kept (32 frames of an
-8K video are 3 GB at full size), they leave a decode worker at their smaller size, and the
-run's main thread does not resize. The processor, finding frames at its own size, leaves them
-as they are (torchvision returns an image of the asked size unchanged): the model's inputs are
-the same bytes.
+with antialias on the uint8 values, :func:`p2r_eval.media.video.resize_frames_as_processor`),
+so the decoding thread resizes each frame right after decoding instead: only resized frames
+are kept (32 frames of an 8K video are 3 GB at full size), they leave a decode worker at their
+smaller size, and the run's main thread does not resize. The processor, finding frames at its
+own size, leaves them as they are (torchvision returns an image of the asked size unchanged):
+the model's inputs are the same bytes.
 
 Two checks keep that true whatever transformers is installed:
 
 - when a backend loads, :func:`decoding_frame_size` has the processor prepare a test video
   twice, at its decoded size and resized by p2r, growing and shrinking it; unless both give
   the same bytes, frames are left to the processor;
-- for every item, :func:`check_presized` runs the processor's own size rule on a tensor
-  without data (device ``meta``) and stops the item unless it gives the frames' size.
+- for every item, :func:`check_presized` has the processor prepare a video of the decoded
+  shape and one of the resized shape without data (device ``meta``: the whole call in about
+  1.5 ms) and stops the item unless both come out at the frames' size.
 """
 
 from __future__ import annotations
@@ -79,19 +79,13 @@ def size_rule_of(video_processor: Any) -> ProcessorFrameSize | None:
 def processor_video_size(
     video_processor: Any, frame_count: int, height: int, width: int
 ) -> tuple[int, int]:
-    """(height, width) the processor's own resize gives ``frame_count`` frames of ``height`` x
-    ``width``, found without pixels: its resize runs on a tensor on the ``meta`` device, which
-    has a shape and no data."""
-    shape = (1, frame_count, 3, height, width)
-    resized = video_processor.resize(
-        videos=torch.empty(shape, dtype=torch.uint8, device="meta"),
-        size=video_processor.size,
-        resample=video_processor.resample,
-        factor=video_processor.patch_size * video_processor.merge_size,
-        temporal_factor=video_processor.temporal_patch_size,
-        cap_pixels_per_frame=video_processor.cap_pixels_per_frame,
-    )
-    return int(resized.shape[-2]), int(resized.shape[-1])
+    """(height, width) the processor gives ``frame_count`` frames of ``height`` x ``width``,
+    found without pixels: it prepares a video on the ``meta`` device (a shape, no data), and
+    its patch grid says the size. Its whole call runs, so whatever decides its size counts."""
+    video = torch.empty((frame_count, 3, height, width), dtype=torch.uint8, device="meta")
+    outputs = video_processor(videos=[video], do_sample_frames=False, return_tensors="pt")
+    _, grid_height, grid_width = outputs["video_grid_thw"][0].tolist()
+    return grid_height * video_processor.patch_size, grid_width * video_processor.patch_size
 
 
 def presize_check_failure(video_processor: Any, size: ProcessorFrameSize) -> str | None:
@@ -133,7 +127,7 @@ def prepared_pixels(video_processor: Any, frames: np.ndarray) -> torch.Tensor:
 
 def check_presized(processor: Any, request: Request) -> None:
     """Stop ``request`` (BackendError naming its item) unless its frames, resized after
-    decoding, are at the size ``processor``'s own rule gives their decoded size, and one it
+    decoding, are at the size ``processor`` gives frames of their decoded size, and at one it
     leaves as it is."""
     if request.presized_from is None or request.frames is None:
         return
