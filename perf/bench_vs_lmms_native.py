@@ -54,6 +54,12 @@ its children, steadier on a shared machine) are both printed, with the load aver
 
 Goals: p2r-eval's wall time at most 0.33x lmms-eval's on 8 two-minute items, and p2r-eval at
 least 4x faster per item on two-minute clips.
+
+With the goals' workloads, the run ends with ``perf/per_item_floor.py`` on the 2 minute clip:
+the CPU work no pipeline with p2r-eval's exact inputs avoids per item (decoding each wanted
+frame from its keyframe, and transformers' ``generate``), spread perfectly over the cores, and
+lmms-eval's time per item divided by it: the most any such pipeline could gain per item on the
+machine.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench_sampler import Clip, ensure_clip
 from tabulate import tabulate
@@ -295,7 +302,8 @@ def two_point_fit(small: float, small_items: int, large: float, large_items: int
 
 
 def report(args: argparse.Namespace, sides: Harnesses, works: list[Workload],
-           results: dict[str, tuple[dict[str, Timing], int]]) -> None:
+           results: dict[str, tuple[dict[str, Timing], int]], floor: dict[str, Any] | None
+           ) -> None:
     print(f"\ndemo model ({sides.demo_model.name}), {FRAMES} frames, max {MAX_PIXELS:,} pixels, "
           f"greedy, {sides.max_new_tokens} new tokens, batch 1; p2r-eval args: "
           f"{' '.join(sides.p2r_args)}; {args.repeats} repeat(s), medians; {os.cpu_count()} "
@@ -349,6 +357,31 @@ def report(args: argparse.Namespace, sides: Harnesses, works: list[Workload],
           f"lmms-eval <= {WALL_GOAL}x ({wall_ratio:.3f}x)")
     print(f"  [{'met' if speed_up >= PER_ITEM_GOAL else 'NOT MET'}] per 2 min item: p2r-eval "
           f">= {PER_ITEM_GOAL:g}x faster ({speed_up:.2f}x)")
+    if floor is not None:
+        their_item = wall_fit["lmms-eval"].per_item_s
+        print(f"\nfloor per 2 min item (perf/per_item_floor.py: the work no pipeline with these "
+              f"inputs avoids)\n  decoding {floor['frames_decoded']} frames "
+              f"{floor['decode_cpu_s']:.3f} CPU s + generating {floor['new_tokens']} tokens "
+              f"{floor['generate_cpu_s']:.3f} CPU s, over {floor['cores']} cores: "
+              f"{floor['wall_s']:.3f} s per item at best\n  lmms-eval {their_item:.2f} s per "
+              f"item: at most {their_item / floor['wall_s']:.2f}x faster per item on this "
+              f"machine; p2r-eval {wall_fit['p2r-eval'].per_item_s:.2f} s, "
+              f"{floor['wall_s'] / wall_fit['p2r-eval'].per_item_s:.0%} of the way there")
+
+
+def measure_floor(sides: Harnesses, workdir: Path, scratch: Path) -> dict[str, Any]:
+    """``perf/per_item_floor.py``'s figures for the 2 minute clip, with this run's model and
+    options (in a process of its own, as the harnesses run)."""
+    figures = scratch / "floor.json"
+    log = scratch / "floor.log"
+    command = [str(sides.p2r_python), str(REPO / "perf" / "per_item_floor.py"), "--clip", "2min",
+               "--workdir", str(workdir), "--model", str(sides.demo_model), "--frames",
+               str(FRAMES), "--max-pixels", str(MAX_PIXELS), "--max-new-tokens",
+               str(sides.max_new_tokens), "--json", str(figures)]
+    run(command, log)
+    if not figures.is_file():
+        fail("perf/per_item_floor.py wrote no figures", log)
+    return dict(json.loads(figures.read_text()))
 
 
 def fit_workloads(quick: bool) -> list[Workload]:
@@ -407,7 +440,11 @@ def main() -> None:
         for work in works:
             print(f"{work.name} ...", flush=True)
             results[work.name] = measure(sides, work, clips[work.clip], scratch, args.repeats)
-    report(args, sides, works, results)
+        floor = None
+        if all(work.name in results for work in fit_workloads(args.quick)):
+            print("the floor per 2 min item ...", flush=True)
+            floor = measure_floor(sides, args.workdir, scratch)
+    report(args, sides, works, results, floor)
 
 
 if __name__ == "__main__":
