@@ -9,12 +9,14 @@ Frame size: with ``resize="qwen-vl-utils"`` frames are resized right after they 
 in the decoding process, exactly as qwen-vl-utils' ``fetch_video`` does (its ``smart_resize``
 size, float bicubic with antialias, clamped and rounded). With ``resize="processor"`` the
 model's processor resizes them; where the run knows that processor's size rule
-(:class:`ProcessorFrameSize`, Qwen2-VL's video processor) they are resized to its size right
-after decoding too, with the same bicubic, and the processor leaves them as they are. Each
-decoding thread resizes its frames in batches of ``RESIZE_BATCH`` (cheaper per frame than one
-at a time, and bit-identical) and keeps only resized frames, so memory stays bounded on
-high-resolution video. :mod:`p2r_eval.media.input_policies` names the combinations that
-reproduce Video-R1, VideoRFT and lmms-eval.
+(:class:`ProcessorFrameSize`, Qwen2-VL's video processor), the frames of a high-resolution
+video (over :data:`RESIZE_WHERE_DECODED_FROM_BYTES` at decoded size) are resized to its size
+right after decoding too, with the same bicubic, and the processor leaves them as they are.
+Each decoding thread resizes its frames in batches of ``RESIZE_BATCH`` (cheaper per frame than
+one at a time, and bit-identical) and keeps only resized frames, so memory stays bounded on
+high-resolution video; frames it does not resize it keeps as decoded, without a copy.
+:mod:`p2r_eval.media.input_policies` names the combinations that reproduce Video-R1, VideoRFT
+and lmms-eval.
 
 How frames are decoded (decoder ``"pyav-keyframe"``, the default):
 
@@ -52,7 +54,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -76,6 +78,13 @@ QWEN_TOTAL_PIXELS = 128000 * 28 * 28 * 0.9
 MAX_ASPECT_RATIO = 200
 RESIZE_BATCH = 4
 """Frames a decoding thread resizes together; at most this many wait at full resolution."""
+RESIZE_WHERE_DECODED_FROM_BYTES = 128 << 20
+"""Frames are resized to their processor's size where they are decoded only for a video whose
+frames at decoded size (RGB, a byte a value) take more than this: 32 frames of 1920x1080 take
+199 MB, of 854x480 39 MB. Resizing there keeps full-size frames from being held, which matters
+for high-resolution video, but needs torch in the decode worker (about 0.9 s of CPU to import,
+once per worker: 7% of the CPU time of an 8-item run on 2 cores, where the model shares the
+cores), and it saves no work: the processor resizes the same frames otherwise."""
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_DECODE_WORKERS = 4
 _INDEX_KEYFRAME, _INDEX_DISCARD = 1, 2  # FFmpeg's AVINDEX_KEYFRAME, AVINDEX_DISCARD_FRAME
@@ -133,7 +142,9 @@ class ProcessorFrameSize:
     ``max_pixels``: its ``size`` bounds. ``video_pixel_budget``: with its
     ``cap_pixels_per_frame``, the pixels a whole video may have (each ``temporal_factor``
     frames share an even part of them, never below ``1.05 * min_pixels`` per frame); None
-    without that cap. :mod:`p2r_eval.models.frame_size` reads these from a loaded processor
+    without that cap. ``min_decoded_bytes``: only videos whose decoded frames take more are
+    resized where they are decoded (:data:`RESIZE_WHERE_DECODED_FROM_BYTES`).
+    :mod:`p2r_eval.models.frame_size` reads these from a loaded processor
     and checks every item's size against the processor's own.
     """
 
@@ -142,6 +153,7 @@ class ProcessorFrameSize:
     max_pixels: int
     video_pixel_budget: int | None = None
     temporal_factor: int = FRAME_FACTOR
+    min_decoded_bytes: int = RESIZE_WHERE_DECODED_FROM_BYTES
 
     def size(self, height: int, width: int, frame_count: int) -> tuple[int, int]:
         """(height, width) the processor gives ``frame_count`` frames of ``height`` x
@@ -163,7 +175,17 @@ class ProcessorFrameSize:
             return None
         return target
 
+    def where_decoded(self, height: int, width: int, frame_count: int) -> tuple[int, int] | None:
+        """The size to resize ``frame_count`` frames of ``height`` x ``width`` to where they are
+        decoded: :meth:`presize`'s for a video whose decoded frames take more than
+        ``min_decoded_bytes``, None (left to the processor) for a smaller one."""
+        if frame_count * height * width * 3 <= self.min_decoded_bytes:
+            return None
+        return self.presize(height, width, frame_count)
+
     def key(self) -> str:
+        """The size rule, for frame cache keys (not ``min_decoded_bytes``: a cached entry
+        records its frames' decoded size, so frames at either size are read correctly)."""
         return (f"factor={self.factor},min_pixels={self.min_pixels},"
                 f"max_pixels={self.max_pixels},video_pixel_budget={self.video_pixel_budget},"
                 f"temporal_factor={self.temporal_factor}")
@@ -297,7 +319,7 @@ class FramePolicy:
         if self.resize == "processor":
             if self.processor_size is None:
                 return None
-            return self.processor_size.presize(height, width, frame_count)
+            return self.processor_size.where_decoded(height, width, frame_count)
         assert self.min_pixels is not None
         budget = QWEN_TOTAL_PIXELS / frame_count * FRAME_FACTOR
         cap = max(min(self.max_pixels, budget), int(self.min_pixels * 1.05))
@@ -466,9 +488,9 @@ def _sample(
     duration_s = index.total / index.source_fps
     indices = uniform_indices(index.total, _frame_count(path, policy, index.total, duration_s))
     seek = policy.decoder == "pyav-keyframe" and index.timestamps is not None
-    convert = _FrameResizer(path, policy, len(indices)) if policy.resizes_after_decoding else None
+    resizer = _FrameResizer(path, policy, len(indices)) if policy.resizes_after_decoding else None
     decoded = _decode_wanted(path, index, sorted(set(indices)), seek=seek, deadline=deadline,
-                             convert=convert)
+                             resizer=resizer)
     shapes = {source_shape for source_shape, _ in decoded.values()}
     if len(shapes) > 1:
         raise VideoUnreadableError(path, f"frame size changes within the video: {sorted(shapes)}")
@@ -515,13 +537,13 @@ def load_frame_folder(
             raise VideoUnreadableError(image, "frame image links outside its folder; refused")
     total = len(images)
     indices = uniform_indices(total, _frame_count(folder, policy, total, total / source_fps))
-    convert = _FrameResizer(folder, policy, len(indices))
+    resizer = _FrameResizer(folder, policy, len(indices))
     loaded = {i: _read_image(images[i]) for i in sorted(set(indices))}
     shapes = {image.shape for image in loaded.values()}
     if len(shapes) > 1:
         raise VideoUnreadableError(folder, f"frames differ in size: {sorted(shapes)}")
     order = sorted(loaded)
-    resized = dict(zip(order, convert(np.stack([loaded[i] for i in order])), strict=True))
+    resized = dict(zip(order, resizer(np.stack([loaded[i] for i in order])), strict=True))
     (source_shape,) = shapes
     return SampledFrames(
         frames=np.stack([resized[i] for i in indices]),
@@ -550,16 +572,23 @@ class _FrameResizer:
     policy: FramePolicy
     frame_count: int
 
+    def resizes(self, height: int, width: int) -> bool:
+        """Whether frames of ``height`` x ``width`` are resized (else kept as they are)."""
+        return self._size(height, width) is not None
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        try:
-            size = self.policy.resized_size(frames.shape[1], frames.shape[2], self.frame_count)
-        except ValueError as error:
-            raise VideoUnreadableError(self.path, str(error)) from error
+        size = self._size(frames.shape[1], frames.shape[2])
         if size is None:
             return frames
         if self.policy.processor_size is not None:
             return resize_frames_as_processor(frames, size)
         return resize_frames(frames, size)
+
+    def _size(self, height: int, width: int) -> tuple[int, int] | None:
+        try:
+            return self.policy.resized_size(height, width, self.frame_count)
+        except ValueError as error:
+            raise VideoUnreadableError(self.path, str(error)) from error
 
 
 def _natural_key(path: Path) -> list[tuple[int, int | str]]:
@@ -801,19 +830,17 @@ class _FrameWalker:
         return expected
 
 
-Converter = Callable[[np.ndarray], np.ndarray]
-"""What happens to wanted frames (T, H, W, 3) right after they are decoded to RGB (a resize)."""
 Decoded = dict[int, tuple[tuple[int, ...], np.ndarray]]
-"""Display index -> (shape of the decoded RGB frame, converted frame)."""
+"""Display index -> (shape of the decoded RGB frame, frame as kept: resized or not)."""
 
 
 class _ConvertedFrames:
-    """The frames one decoding thread keeps: converted in batches of ``RESIZE_BATCH`` frames of
-    one size, so at most that many wait at full resolution; with no ``convert`` (the processor
-    resizes), kept as decoded, without a batch's copy."""
+    """The frames one decoding thread keeps: those ``resizer`` resizes, resized in batches of
+    ``RESIZE_BATCH`` frames of one size, so at most that many wait at full resolution; the
+    others (no ``resizer``: the processor resizes) kept as decoded, without a batch's copy."""
 
-    def __init__(self, convert: Converter | None) -> None:
-        self.convert = convert
+    def __init__(self, resizer: _FrameResizer | None) -> None:
+        self.resizer = resizer
         self.done: Decoded = {}
         self.waiting: dict[int, np.ndarray] = {}
 
@@ -821,7 +848,7 @@ class _ConvertedFrames:
         return rank in self.done or rank in self.waiting
 
     def add(self, rank: int, frame: np.ndarray) -> None:
-        if self.convert is None:
+        if self.resizer is None or not self.resizer.resizes(frame.shape[0], frame.shape[1]):
             self.done[rank] = (frame.shape, frame)
             return
         if self.waiting and next(iter(self.waiting.values())).shape != frame.shape:
@@ -831,11 +858,11 @@ class _ConvertedFrames:
             self.flush()
 
     def flush(self) -> None:
-        if not self.waiting or self.convert is None:
+        if not self.waiting or self.resizer is None:
             return
         ranks = list(self.waiting)
         batch = np.stack([self.waiting[rank] for rank in ranks])
-        for rank, converted in zip(ranks, self.convert(batch), strict=True):
+        for rank, converted in zip(ranks, self.resizer(batch), strict=True):
             self.done[rank] = (batch.shape[1:], converted)
         self.waiting.clear()
 
@@ -847,15 +874,16 @@ def _decode_wanted(
     *,
     seek: bool,
     deadline: float | None,
-    convert: Converter | None,
+    resizer: _FrameResizer | None,
 ) -> Decoded:
-    """The ``wanted`` display indices (sorted, unique), each converted right after decoding."""
+    """The ``wanted`` display indices (sorted, unique), each resized right after decoding
+    where ``resizer`` resizes it."""
     runs = _plan_runs(index, wanted) if seek else [wanted]
     groups = _balanced_groups(index, runs, min(len(runs), usable_cores(), MAX_DECODE_WORKERS))
 
     def decode(targets: list[int]) -> Decoded:
         return _decode_targets(path, index, targets, seek=seek, deadline=deadline,
-                               convert=convert)
+                               resizer=resizer)
 
     if len(groups) == 1:
         return decode(groups[0])
@@ -903,11 +931,11 @@ def _decode_targets(
     *,
     seek: bool,
     deadline: float | None,
-    convert: Converter | None,
+    resizer: _FrameResizer | None,
 ) -> Decoded:
     """Decode the ``wanted`` display indices (sorted) with one container, in one pass."""
     walker = _FrameWalker(path, index, deadline)
-    decoded = _ConvertedFrames(convert)
+    decoded = _ConvertedFrames(resizer)
     try:
         for target in wanted:
             keyframe = index.keyframe_before(target)

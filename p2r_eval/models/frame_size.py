@@ -4,11 +4,14 @@ Under the uniform input policy the model's video processor resizes each video's 
 that processor is transformers' Qwen2-VL video processor (Qwen2-VL and Qwen2.5-VL use it), p2r
 knows its size rule (:class:`p2r_eval.media.video.ProcessorFrameSize`) and its resize (bicubic
 with antialias on the uint8 values, :func:`p2r_eval.media.video.resize_frames_as_processor`),
-so the decoding thread resizes each frame right after decoding instead: only resized frames
-are kept (32 frames of an 8K video are 3 GB at full size), they leave a decode worker at their
-smaller size, and the run's main thread does not resize. The processor, finding frames at its
-own size, leaves them as they are (torchvision returns an image of the asked size unchanged):
-the model's inputs are the same bytes.
+so for a high-resolution video the decoding thread resizes each frame right after decoding
+instead: only resized frames are kept (32 frames of an 8K video are 3 GB at full size), they
+leave a decode worker at their smaller size, and the run's main thread does not resize. The
+processor, finding frames at its own size, leaves them as they are (torchvision returns an
+image of the asked size unchanged): the model's inputs are the same bytes. Smaller videos
+(decoded frames of :data:`p2r_eval.media.video.RESIZE_WHERE_DECODED_FROM_BYTES` or less) are
+left to the processor: resizing them there saves no work, and a decode worker would import
+torch for it.
 
 Two checks keep that true whatever transformers is installed:
 

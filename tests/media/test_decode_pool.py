@@ -22,8 +22,9 @@ from p2r_eval.media.video import FramePolicy, ProcessorFrameSize, sample_frames
 
 BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
 PRESIZING = RequestBuilder("p2r", BUILDER.policy.resized_where_decoded(
-    ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=12_544)))
-"""BUILDER once the model's processor is known: 64x48 frames resized to 56x56 after decoding."""
+    ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=12_544, min_decoded_bytes=0)))
+"""BUILDER once the model's processor is known: 64x48 frames resized to 56x56 after decoding
+(a processor size resizing videos of any size where they are decoded)."""
 
 
 def item(index, media):

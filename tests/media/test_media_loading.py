@@ -3,14 +3,18 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from p2r_eval.core.items import Item
 from p2r_eval.media.frame_cache import FrameCache
 from p2r_eval.media.input_policies import named_frame_policy
 from p2r_eval.media.requests import MediaError, RequestBuilder, prefetch_requests
 from p2r_eval.media.video import (
+    RESIZE_WHERE_DECODED_FROM_BYTES,
     FramePolicy,
     ProcessorFrameSize,
     resize_frames_as_processor,
@@ -82,8 +86,9 @@ def test_a_video_over_the_decode_time_budget_is_its_items_error(tiny_video):
 
 
 PRESIZED = POLICY.resized_where_decoded(
-    ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=12_544))
-"""POLICY with the 64x48 frames resized after decoding to a processor's 56x56."""
+    ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=12_544, min_decoded_bytes=0))
+"""POLICY with the 64x48 frames resized after decoding to a processor's 56x56 (a processor size
+resizing videos of any size where they are decoded)."""
 
 
 def test_frames_resized_where_decoded_are_the_processors_resize_of_the_decoded_ones(tiny_video):
@@ -93,6 +98,26 @@ def test_frames_resized_where_decoded_are_the_processors_resize_of_the_decoded_o
     assert presized.frames.shape[1:3] == (56, 56)
     assert np.array_equal(presized.frames, resize_frames_as_processor(decoded.frames, (56, 56)))
     assert presized.indices == decoded.indices
+
+
+@pytest.mark.parametrize(("min_decoded_bytes", "expected"), [
+    (RESIZE_WHERE_DECODED_FROM_BYTES, "(4, 48, 64, 3) torch imported: False"),
+    (0, "(4, 56, 56, 3) torch imported: True"),
+])
+def test_a_small_video_is_left_to_the_processor_and_its_decoding_imports_no_torch(
+    tiny_video, min_decoded_bytes, expected
+):
+    policy = (f"FramePolicy(num_frames=4).resized_where_decoded(ProcessorFrameSize("
+              f"factor=28, min_pixels=3_136, max_pixels=12_544, "
+              f"min_decoded_bytes={min_decoded_bytes}))")
+    code = ("import sys\n"
+            "from p2r_eval.media.video import FramePolicy, ProcessorFrameSize, sample_frames\n"
+            f"sampled = sample_frames({str(tiny_video)!r}, policy={policy})\n"
+            "print(sampled.frames.shape, 'torch imported:', 'torch' in sys.modules)\n")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == expected
 
 
 def test_resizing_where_decoded_is_cached_apart_and_not_recorded(tiny_video, tmp_path):

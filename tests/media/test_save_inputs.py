@@ -107,32 +107,36 @@ def test_multiple_choice_without_options_keeps_video_r1s_header() -> None:
 
 
 @pytest.mark.slow
-def test_a_uniform_run_resizes_frames_where_it_decodes_with_the_processors_inputs(
+def test_a_uniform_run_resizes_high_resolution_frames_where_it_decodes_with_the_processors_inputs(
     tmp_path: Path, model_dir: Path
 ) -> None:
-    """The run's frames are resized to the processor's size once decoded (its frame cache
-    holds them at that size), and its inputs are the processor's own from the decoded frames."""
+    """The frames of a 4K video are resized to the processor's size once decoded (the frame
+    cache holds them at that size), a 640x360 video's are left to the processor, and both
+    items' inputs are the processor's own from the decoded frames."""
     root = tmp_path / "root"
     root.mkdir()
-    synthetic_media.write_video(root / "clip.mp4", seconds=2, width=640, height=360)
-    record = {"problem_id": 1, "problem": "What moves?", "data_type": "video",
-              "options": ["A. left", "B. right"], "problem_type": "multiple choice",
-              "solution": "<answer>A</answer>", "path": "./clip.mp4"}
-    (root / f"eval_{TASK}.json").write_text(json.dumps([record]))
+    # 6 frames of 3840x2160 take 149 MB: over RESIZE_WHERE_DECODED_FROM_BYTES; of 640x360, 4 MB
+    synthetic_media.write_video(root / "uhd.mp4", seconds=2, fps=3, width=3840, height=2160)
+    synthetic_media.write_video(root / "small.mp4", seconds=2, width=640, height=360)
+    records = [{"problem_id": number, "problem": "What moves?", "data_type": "video",
+                "options": ["A. left", "B. right"], "problem_type": "multiple choice",
+                "solution": "<answer>A</answer>", "path": f"./{name}"}
+               for number, name in enumerate(("uhd.mp4", "small.mp4"), start=1)]
+    (root / f"eval_{TASK}.json").write_text(json.dumps(records))
     cache, inputs = tmp_path / "frames", tmp_path / "inputs"
     assert main(["--model", str(model_dir), "--tasks", TASK, "--data-root", str(root),
-                 "--frames", "4", "--max-pixels", "200704", "--max-new-tokens", "2", "--quiet",
+                 "--frames", "6", "--max-pixels", "200704", "--max-new-tokens", "2", "--quiet",
                  "--frame-cache", str(cache), "--save-inputs", str(inputs),
                  "--output", str(tmp_path / "run")]) == 0
-    (entry,) = (cache / "frames").glob("*.npy")
-    assert np.load(entry).shape == (4, 336, 588, 3)
-    (item,) = load_task(TASK, root).items
-    policy = FramePolicy(num_frames=4, max_pixels=200_704)
-    at_decoded_size = RequestBuilder("p2r", policy)(item)
-    assert at_decoded_size.frames is not None and at_decoded_size.frames.shape[1:3] == (360, 640)
+    shapes = sorted(np.load(entry).shape for entry in (cache / "frames").glob("*.npy"))
+    assert shapes == [(6, 336, 588, 3), (6, 360, 640, 3)]
+    policy = FramePolicy(num_frames=6, max_pixels=200_704)
     backend = HFBackend(model_dir, decoding=DecodingSettings(max_new_tokens=2),
                         max_pixels=200_704)
-    expected = backend.processor_outputs([at_decoded_size])
-    saved = load_model_inputs(inputs_path(inputs, TASK, item.id))
-    for name, tensor in expected.items():
-        assert torch.equal(saved[name], torch.as_tensor(tensor)), name
+    for item in load_task(TASK, root).items:
+        at_decoded_size = RequestBuilder("p2r", policy)(item)
+        assert at_decoded_size.frames is not None
+        expected = backend.processor_outputs([at_decoded_size])
+        saved = load_model_inputs(inputs_path(inputs, TASK, item.id))
+        for name, tensor in expected.items():
+            assert torch.equal(saved[name], torch.as_tensor(tensor)), (item.media, name)

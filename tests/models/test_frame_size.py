@@ -7,6 +7,7 @@ alone) and its preparation of frames given at their decoded size.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -84,6 +85,15 @@ def test_a_size_the_processor_would_change_again_is_left_to_it() -> None:
     assert rule.presize(112, 112, 2) == (56, 56)
 
 
+def test_only_videos_over_the_byte_threshold_are_resized_where_decoded() -> None:
+    four_frames = 4 * 112 * 112 * 3
+    rule = ProcessorFrameSize(factor=28, min_pixels=3_136, max_pixels=3_136,
+                              min_decoded_bytes=four_frames)
+    assert rule.where_decoded(112, 112, 4) is None
+    assert rule.where_decoded(112, 112, 5) == (56, 56)
+    assert rule.presize(112, 112, 4) == (56, 56)  # the size rule itself is the processor's
+
+
 @pytest.mark.parametrize("shape", [(4, 180, 320), (3, 20, 37), (2, 401, 97), (5, 600, 500)])
 def test_presized_frames_give_the_processors_own_inputs(
     backend: HFBackend, shape: tuple[int, int, int]
@@ -106,7 +116,8 @@ def test_a_run_decodes_frames_at_the_processors_size_with_the_same_inputs(
 ) -> None:
     policy = FramePolicy(num_frames=6, max_pixels=MAX_PIXELS)
     at_decoded_size = RequestBuilder("p2r", policy)(video_item(wide_video))
-    presized = RequestBuilder("p2r", policy.resized_where_decoded(backend.frame_size))(
+    resizing_any_video = dataclasses.replace(backend.frame_size, min_decoded_bytes=0)
+    presized = RequestBuilder("p2r", policy.resized_where_decoded(resizing_any_video))(
         video_item(wide_video))
     assert at_decoded_size.frames is not None and presized.frames is not None
     assert at_decoded_size.frames.shape == (6, 360, 640, 3)
