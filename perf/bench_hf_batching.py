@@ -17,8 +17,9 @@ video questions (default 32) in two ways:
   item after item: how Video-R1's and lmms-eval's hf paths run (batch 1, decoding between
   generate calls, the GPU idle meanwhile; the processor resizes the frames);
 - p2r: p2r-eval's path: :func:`p2r_eval.media.requests.prefetch_requests` decodes in
-  ``--decode-workers`` worker processes (default 4), which resize the frames to the
-  processor's size (``p2r_eval/models/frame_size.py``), ``prefetch_depth`` items ahead, while
+  ``--decode-workers`` worker processes (default 4; they would resize a high-resolution
+  video's frames to the processor's size, ``p2r_eval/models/frame_size.py``, but these
+  640x360 clips' frames are left to the processor), ``prefetch_depth`` items ahead, while
   ``generate`` runs on batches of ``--batch-size`` (default 8) left-padded requests. The
   workers are started once before the timed runs (p2r-eval starts them while the model
   loads), so their start-up is not timed.

@@ -17,7 +17,7 @@ only in the video's resolution:
 
 Both clips' frames end at the same size (the processor's 588x336 for 854x480 and 476x840 for
 4K: at most 200,704 pixels). Where they are resized decides the difference: the demo model's
-processor is Qwen2-VL's, so p2r resizes each frame right after decoding
+processor is Qwen2-VL's, so p2r resizes each frame of a video this large right after decoding
 (``p2r_eval/models/frame_size.py``) and keeps no 4K frames (32 of them are 796 MB); a
 processor p2r cannot size for would get them all at full size. Peak memory is each run's
 maximum resident set size as the kernel reports it for that process and its children

@@ -35,9 +35,11 @@ from p2r_eval.core.prompts import build_prompt
 from p2r_eval.core.request import Request
 from p2r_eval.media.frame_cache import FrameCache
 from p2r_eval.media.video import (
+    RESIZE_WHERE_DECODED_FROM_BYTES,
     FramePolicy,
     SampledFrames,
     VideoError,
+    decoded_frames_bytes,
     load_frame_folder,
     sample_frames,
 )
@@ -264,6 +266,19 @@ def answer_bytes(answer: WorkerAnswer) -> int:
     return 0
 
 
+def too_large_to_decode_early(builder: RequestBuilder, item: Item) -> bool:
+    """Whether ``item``'s video is left out of the decoding started before the model loads:
+    a video whose frames ``builder`` would hand to the processor at their decoded size, and
+    whose header says they take more than :data:`RESIZE_WHERE_DECODED_FROM_BYTES`. Its frames
+    would be held at full size (the processor's size is not known yet); decoded when the run
+    asks for it, they are resized where they are decoded."""
+    if (builder.policy.resize != "processor" or not builder.needs_media
+            or item.media_type != "video" or item.media is None):
+        return False
+    held = decoded_frames_bytes(item.media, builder.policy)
+    return held is not None and held > RESIZE_WHERE_DECODED_FROM_BYTES
+
+
 def _finished_answer(future: Future) -> WorkerAnswer | None:
     """A worker's answer once it is there; None while it is being built, or where the
     building was cancelled or the pool broke (taking the answer then raises that)."""
@@ -348,7 +363,7 @@ class DecodePool:
                and len(self._early) < READY_REQUESTS):
             builder, item = self._early_plan.popleft()
             key = (builder, item.task, item.id)
-            if key in self._early:
+            if key in self._early or too_large_to_decode_early(builder, item):
                 continue
             try:
                 future = self._executor.submit(_build_in_worker, builder, item, self._folder)

@@ -506,6 +506,30 @@ def _sample(
     )
 
 
+def decoded_frames_bytes(path: str | Path, policy: FramePolicy) -> int | None:
+    """About how many bytes ``policy``'s frames of the video at ``path`` take at their decoded
+    size (RGB, a byte a value), from the container's header alone (no decoding, no pass over
+    the file); None where the file or its header does not say. A guess, for deciding what to
+    decode before the model's processor is known, never for what the frames are."""
+    path = Path(path)
+    try:
+        if not path.is_file():  # a missing file, a folder, a pipe: its sampling says what
+            return None
+        container, stream = _open_video(path)
+    except (VideoError, OSError):
+        return None
+    with container:
+        width, height = stream.codec_context.width, stream.codec_context.height
+        total, duration_s = stream.frames, _declared_seconds(container, stream)
+    if not (width and height and total and duration_s):
+        return None
+    try:
+        count = policy.frame_count(total, duration_s)
+    except ValueError:
+        return None
+    return count * height * width * 3
+
+
 def load_frame_folder(
     path: str | Path,
     policy: FramePolicy | None = None,

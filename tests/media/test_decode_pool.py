@@ -9,6 +9,7 @@ import numpy as np
 from p2r_eval.core.items import Item
 from p2r_eval.core.request import Request
 from p2r_eval.media import requests as media
+from p2r_eval.media.input_policies import named_frame_policy
 from p2r_eval.media.requests import (
     DECODE_WORKER_NICENESS,
     SHARED_MEMORY,
@@ -17,8 +18,14 @@ from p2r_eval.media.requests import (
     RequestBuilder,
     SharedFrames,
     prefetch_requests,
+    too_large_to_decode_early,
 )
-from p2r_eval.media.video import FramePolicy, ProcessorFrameSize, sample_frames
+from p2r_eval.media.video import (
+    FramePolicy,
+    ProcessorFrameSize,
+    decoded_frames_bytes,
+    sample_frames,
+)
 
 BUILDER = RequestBuilder("p2r", FramePolicy(num_frames=4))
 PRESIZING = RequestBuilder("p2r", BUILDER.policy.resized_where_decoded(
@@ -65,6 +72,27 @@ def test_an_item_started_before_the_processor_was_known_is_used_at_its_decoded_s
         video.unlink()  # decoding it again would fail
         ((_, request),) = prefetch_requests([early], PRESIZING, pool=pool)
     assert request.frames.shape == (4, 48, 64, 3) and request.presized_from is None
+
+
+def test_a_video_too_large_to_hold_is_not_decoded_before_the_processor_is_known(
+    tiny_video, tmp_path, monkeypatch
+):
+    four_frames = 4 * 48 * 64 * 3
+    assert decoded_frames_bytes(tiny_video, BUILDER.policy) == four_frames
+    assert decoded_frames_bytes(tmp_path / "missing.mp4", BUILDER.policy) is None
+    monkeypatch.setattr(media, "RESIZE_WHERE_DECODED_FROM_BYTES", four_frames - 1)
+    video = tmp_path / "large.mp4"
+    shutil.copy(tiny_video, video)
+    large, other = item(0, video), item(1, tiny_video)
+    assert too_large_to_decode_early(BUILDER, large)
+    assert not too_large_to_decode_early(  # resized where decoded by its own rule anyway
+        RequestBuilder("p2r", named_frame_policy("video-r1")), large)
+    with DecodePool(1) as pool:
+        pool.start_early([large, other], BUILDER)
+        pool.submit(BUILDER, other).result()
+        video.unlink()  # only decoding it now can fail
+        ((_, request),) = prefetch_requests([large], BUILDER, pool=pool)
+    assert isinstance(request, MediaError) and "large.mp4" in str(request)
 
 
 def test_a_request_started_with_other_settings_is_not_used(tiny_video, tmp_path):
